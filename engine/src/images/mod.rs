@@ -1,0 +1,1 @@
+//! images (work in progress)

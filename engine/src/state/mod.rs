@@ -1,0 +1,1 @@
+//! state (work in progress)
