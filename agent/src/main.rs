@@ -1,1 +1,86 @@
-fn main() {}
+//! berth: a host agent that keeps containers, networks and volumes as a directory of YAML
+//! manifests describes them, with its own embedded container engine.
+#![forbid(unsafe_code)]
+
+mod agent;
+mod api;
+mod cli;
+mod config;
+mod metrics;
+mod reconcile;
+mod status;
+mod watcher;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Run containers from a directory of YAML manifests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: watch the manifests and converge the host to them.
+    Agent(config::AgentFlags),
+    /// Check manifest directories with the agent's own loader.
+    Validate {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// List the running agent's containers.
+    Ps {
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+        /// Print the API's JSON.
+        #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
+    /// Internal: the per-container monitor process the agent starts.
+    #[command(hide = true)]
+    Shim { bundle: PathBuf },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // The shim must stay single-threaded (it forks): no runtime, no tracing threads.
+        Command::Shim { bundle } => ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8),
+        Command::Validate { dirs } => ExitCode::from(cli::validate::run(&dirs) as u8),
+        Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
+        Command::Agent(flags) => {
+            init_tracing();
+            let cfg = match config::AgentConfig::load(&flags) {
+                Ok(c) => c,
+                Err(e) => return report(Err(e)),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            match rt {
+                Ok(rt) => report(rt.block_on(agent::run(cfg))),
+                Err(e) => report(Err(anyhow::anyhow!("start the async runtime: {e}"))),
+            }
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,6 @@
-//! sys (work in progress)
+//! Every raw syscall and `unsafe` block of berth lives here, each with a `// SAFETY:` note.
+//! The rest of the engine calls these narrow, safe wrappers.
+
+pub mod net;
+pub mod pidfd;
+pub mod process;

@@ -1,0 +1,98 @@
+//! `berth agent`: wires the state db, the engine, the reconciler, the watcher and the API
+//! together, and stops cleanly on SIGTERM/SIGINT — leaving every container running.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_engine::cgroups::CgroupManager;
+use berth_engine::images::ImageStore;
+use berth_engine::runtime::Runtime;
+use berth_engine::state::StateDb;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, ApiState};
+use crate::config::AgentConfig;
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::status::LiveStatus;
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("create directory {}", path.display()))
+}
+
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    private_dir(&cfg.state_dir)?;
+    private_dir(&cfg.run_dir)?;
+    // One agent per state dir: two would fight over the same containers.
+    let lock_path = cfg.state_dir.join("agent.lock");
+    let lock_file = std::fs::File::create(&lock_path).with_context(|| format!("open {}", lock_path.display()))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "lock {}: {e} (hint: another berth agent uses this state dir)",
+            lock_path.display()
+        )
+    })?;
+
+    let db = Arc::new(StateDb::open(&cfg.state_dir)?);
+    let images = Arc::new(ImageStore::open(&cfg.state_dir)?);
+    let cgroups = CgroupManager::detect(Path::new("/sys/fs/cgroup"), &cfg.cgroup_parent)?;
+    tracing::info!(mode = ?cgroups.mode(), parent = %cfg.cgroup_parent, "cgroups detected");
+    let exe = std::env::current_exe().context("find the berth binary for shims")?;
+    let runtime = Arc::new(Runtime::new(&cfg.state_dir, &cfg.run_dir, cgroups, exe));
+    let live = Arc::new(LiveStatus::default());
+    let metrics = Arc::new(Metrics::new());
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen on {} (hint: set --listen to a free address)", cfg.listen))?;
+    tracing::info!(addr = %cfg.listen, "status api listening");
+    let app = api::router(Arc::new(ApiState { db: db.clone(), live: live.clone(), metrics: metrics.clone() }));
+    let mut api_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.changed().await;
+            })
+            .await
+    });
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _watcher = crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
+    tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
+    let reconciler = Arc::new(Reconciler::new(
+        cfg.manifests.clone(),
+        cfg.registries.clone(),
+        db,
+        images,
+        runtime,
+        live,
+        metrics,
+        tx,
+    ));
+    let control = tokio::spawn(reconciler.run(rx, shutdown_rx));
+
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping the agent"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping the agent"),
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = control.await;
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "status api"),
+        Err(e) => tracing::warn!(error = %e, "status api task"),
+    }
+    tracing::info!("agent stopped; containers keep running");
+    Ok(())
+}

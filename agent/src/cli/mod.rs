@@ -1,0 +1,4 @@
+//! The client-side commands: they read manifests or the running agent's API, never change it.
+
+pub mod ps;
+pub mod validate;

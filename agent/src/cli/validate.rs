@@ -1,0 +1,25 @@
+//! `berth validate DIR...`: the agent's own loader, every problem as `file:line:col: message`.
+
+use std::path::PathBuf;
+
+/// Returns the process exit code: 0 when every directory loads cleanly, 1 otherwise.
+pub fn run(dirs: &[PathBuf]) -> i32 {
+    let mut problems = 0;
+    let (mut files, mut objects) = (0, 0);
+    for dir in dirs {
+        let load = berth_spec::load_dir(dir);
+        for p in &load.problems {
+            println!("{p}");
+        }
+        problems += load.problems.len();
+        files += load.files.len();
+        objects += load.files.iter().map(|f| f.objects.len()).sum::<usize>();
+    }
+    if problems == 0 {
+        println!("ok: {files} file(s), {objects} object(s), no problems");
+        0
+    } else {
+        eprintln!("{problems} problem(s) in {files} file(s)");
+        1
+    }
+}

@@ -1,0 +1,70 @@
+//! Prometheus metrics of the agent, served as text at `GET /metrics`.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Reconcile passes by result (ok | error).
+    pub reconcile_total: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    /// Actions executed, by action and result.
+    pub actions_total: IntCounterVec,
+    /// Containers by state, set after every pass.
+    pub containers: IntGaugeVec,
+    /// 1 for each manifest file that does not load.
+    pub manifest_errors: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reconcile_total = IntCounterVec::new(
+            Opts::new("berth_reconcile_total", "Reconcile passes, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new("berth_reconcile_duration_seconds", "Time a reconcile pass took to plan and dispatch.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &[],
+        )
+        .expect("valid metric");
+        let actions_total = IntCounterVec::new(
+            Opts::new("berth_actions_total", "Actions on containers, by action and result."),
+            &["action", "result"],
+        )
+        .expect("valid metric");
+        let containers = IntGaugeVec::new(Opts::new("berth_containers", "Containers, by state."), &["state"])
+            .expect("valid metric");
+        let manifest_errors = IntGaugeVec::new(
+            Opts::new("berth_manifest_errors", "1 for each manifest file that does not load."),
+            &["file"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(actions_total.clone()),
+            Box::new(containers.clone()),
+            Box::new(manifest_errors.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        // Both results exist from the start, so rate() works before the first error.
+        reconcile_total.with_label_values(&["ok"]);
+        reconcile_total.with_label_values(&["error"]);
+        Metrics { registry, reconcile_total, reconcile_duration, actions_total, containers, manifest_errors }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is utf-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,53 @@
+//! The bundle a shim runs: everything it needs to create one container, written by the agent
+//! as `config.json` in the container's run dir before the shim starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What the shim reads. Paths are absolute host paths.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShimConfig {
+    /// Container id (also the name of its dirs and cgroup).
+    pub id: String,
+    /// Image layer dirs, lowest first.
+    pub layers: Vec<PathBuf>,
+    /// overlayfs upper and work dirs (same filesystem).
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted, inside the container's own mount namespace only.
+    pub rootfs: PathBuf,
+    /// argv; `args[0]` is resolved against `PATH` of `env` when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    /// Every cgroup dir the init process joins (one per v1 hierarchy, one on v2).
+    pub cgroups: Vec<PathBuf>,
+    /// The container's stdout and stderr go here (appended).
+    pub log_path: PathBuf,
+    /// Written atomically by the shim when the container's init exits.
+    pub exit_path: PathBuf,
+}
+
+impl ShimConfig {
+    pub const FILE: &'static str = "config.json";
+
+    pub fn read(dir: &Path) -> std::io::Result<ShimConfig> {
+        let path = dir.join(Self::FILE);
+        let bytes = std::fs::read(&path)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("parse {}: {e}", path.display()),
+            )
+        })
+    }
+
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::runtime::atomic::write_file(&dir.join(Self::FILE), &json)
+    }
+}

@@ -1,0 +1,173 @@
+//! `berth shim DIR`: the per-container monitor. A fresh, single-threaded process (never a fork
+//! of the tokio agent) that creates the container's init in new namespaces, places it in its
+//! cgroups before it can run anything, reports "started PID" or the setup error on stdout,
+//! then waits for the init and writes its exit record atomically. It outlives the agent.
+//!
+//! Protocol on stdout (one line): `started <pid>` or `error <message>`.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, Pid};
+
+use super::config::ShimConfig;
+use super::exit::{now_unix, ExitRecord};
+use super::init;
+use crate::sys::process::{exit_immediately, fork_into_namespaces, Forked};
+
+/// Namespaces every container gets (network: loopback only until networks are wired).
+const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
+    .union(CloneFlags::CLONE_NEWNS)
+    .union(CloneFlags::CLONE_NEWUTS)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWNET);
+
+/// Entry point of `berth shim DIR`. Returns the shim's own exit code.
+pub fn main(dir: &Path) -> i32 {
+    let cfg = match ShimConfig::read(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&format!("error read shim config in {}: {e}", dir.display()));
+            return 1;
+        }
+    };
+    match run(&cfg) {
+        Ok(()) => 0,
+        Err(msg) => {
+            let record = ExitRecord { exit_code: 127, signal: None, finished_at: now_unix(), error: Some(msg.clone()) };
+            if let Err(e) = record.write(&cfg.exit_path) {
+                eprintln!("berth shim: write {}: {e}", cfg.exit_path.display());
+            }
+            report(&format!("error {msg}"));
+            1
+        }
+    }
+}
+
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // The agent may be gone; the exit record still tells the outcome.
+    let _ = writeln!(out, "{}", line.replace('\n', " "));
+    let _ = out.flush();
+}
+
+fn run(cfg: &ShimConfig) -> Result<(), String> {
+    // Orphans of the container stay ours to reap if its init leaves them behind.
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
+    let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create sync pipe: {e}"))?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create error pipe: {e}"))?;
+    let log: OwnedFd = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&cfg.log_path)
+        .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?
+        .into();
+    let devnull: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?.into();
+
+    match fork_into_namespaces(NAMESPACES).map_err(|e| format!("clone container init: {e}"))? {
+        Forked::Child => {
+            drop(sync_w);
+            drop(err_r);
+            child(cfg, sync_r, err_w, &log, &devnull)
+        }
+        Forked::Parent(pid) => {
+            drop(sync_r);
+            drop(err_w);
+            drop(log);
+            parent(cfg, pid, sync_w, err_r)
+        }
+    }
+}
+
+fn child(cfg: &ShimConfig, sync_r: OwnedFd, err_w: OwnedFd, log: &OwnedFd, devnull: &OwnedFd) -> ! {
+    let mut err = std::fs::File::from(err_w);
+    // Wait until the shim has put us into our cgroups; EOF means the shim gave up.
+    let mut go = [0u8; 1];
+    let mut sync = std::fs::File::from(sync_r);
+    if !matches!(sync.read(&mut go), Ok(1)) {
+        exit_immediately(127);
+    }
+    let stdio = dup2_stdin(devnull.as_fd())
+        .and_then(|_| dup2_stdout(log.as_fd()))
+        .and_then(|_| dup2_stderr(log.as_fd()));
+    let msg = match stdio {
+        Err(e) => format!("set up stdio: {}", init::errno_text(e)),
+        Ok(()) => match init::setup_and_exec(cfg) {
+            Err(msg) => msg,
+            Ok(never) => match never {},
+        },
+    };
+    let _ = err.write_all(msg.as_bytes());
+    exit_immediately(127)
+}
+
+fn parent(cfg: &ShimConfig, pid: Pid, sync_w: OwnedFd, err_r: OwnedFd) -> Result<(), String> {
+    for dir in &cfg.cgroups {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, pid.as_raw().to_string()) {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(format!("add init to cgroup {}: {e}", procs.display()));
+        }
+    }
+    let mut sync = std::fs::File::from(sync_w);
+    sync.write_all(b"g").map_err(|e| format!("release container init: {e}"))?;
+    drop(sync);
+
+    // The error pipe closes on a successful exec (O_CLOEXEC) or carries the failure.
+    let mut msg = String::new();
+    let mut err = std::fs::File::from(err_r);
+    let _ = err.read_to_string(&mut msg);
+    if !msg.is_empty() {
+        let _ = waitpid(pid, None);
+        return Err(msg);
+    }
+    report(&format!("started {}", pid.as_raw()));
+    // Nobody reads stdout any more; keep writes from raising SIGPIPE.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = dup2_stdout(null.as_fd());
+    }
+    let record = wait_for(pid);
+    record
+        .write(&cfg.exit_path)
+        .map_err(|e| format!("write exit record {}: {e}", cfg.exit_path.display()))?;
+    Ok(())
+}
+
+/// Reaps every child until the container's init is gone, and says how it ended.
+fn wait_for(init: Pid) -> ExitRecord {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == init => {
+                return ExitRecord { exit_code: code, signal: None, finished_at: now_unix(), error: None };
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                return ExitRecord {
+                    exit_code: 128 + sig as i32,
+                    signal: Some(sig as i32),
+                    finished_at: now_unix(),
+                    error: None,
+                };
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return ExitRecord {
+                    exit_code: 255,
+                    signal: None,
+                    finished_at: now_unix(),
+                    error: Some(format!("wait for container init {init}: {e}")),
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Schema migrations, keyed by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::{Result, StateError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: containers berth created.
+    "CREATE TABLE containers (
+        name            TEXT PRIMARY KEY,
+        id              TEXT NOT NULL UNIQUE,
+        source_file     TEXT NOT NULL,
+        spec_hash       TEXT NOT NULL,
+        spec_json       TEXT NOT NULL,
+        image           TEXT NOT NULL,
+        image_digest    TEXT,
+        state           TEXT NOT NULL,
+        shim_pid        INTEGER,
+        shim_start_time INTEGER,
+        init_pid        INTEGER,
+        exit_code       INTEGER,
+        restart_count   INTEGER NOT NULL DEFAULT 0,
+        message         TEXT,
+        created_at      INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER
+    );",
+];
+
+pub fn migrate(conn: &Connection) -> Result<()> {
+    let q = |source| StateError::Query { op: "migrate", source };
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(q)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StateError::TooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction().map_err(q)?;
+        tx.execute_batch(sql).map_err(q)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(q)?;
+        tx.commit().map_err(q)?;
+    }
+    Ok(())
+}

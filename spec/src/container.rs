@@ -1,0 +1,241 @@
+//! The `Container` kind's spec: what to run, and how.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::duration::DurationSpec;
+use crate::healthcheck::Healthcheck;
+use crate::image::image_ref;
+use crate::mount::{Device, Mount};
+use crate::names::{dns_label, dns_labels, scalar_map};
+use crate::port::Port;
+use crate::quantity::{ByteSize, Cpus};
+use crate::security::Security;
+use crate::signal::Signal;
+
+/// `spec` of a `Container`. Field names are the camelCase names of MANIFESTS.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// Image reference: a tag or an `@sha256:` digest.
+    #[serde(deserialize_with = "image_ref")]
+    pub image: String,
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// Replaces the image's ENTRYPOINT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's CMD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub env: BTreeMap<String, String>,
+    /// Absolute paths of `KEY=value` files; their content is part of the spec hash.
+    #[serde(default, deserialize_with = "absolute_paths")]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Networks to join; `[default]` in bridge mode when left out, empty otherwise.
+    #[serde(default, deserialize_with = "dns_labels")]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub network_mode: NetworkMode,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+    #[serde(default)]
+    pub security: Security,
+    #[serde(default)]
+    pub stop_signal: Signal,
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: DurationSpec,
+    #[serde(default)]
+    pub update: Update,
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The built-in network every bridge-mode container joins unless it names others.
+pub const DEFAULT_NETWORK: &str = "default";
+
+fn default_stop_timeout() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+
+impl ContainerSpec {
+    /// A spec with every default and the given image.
+    pub fn new(image: impl Into<String>) -> Self {
+        let mut spec = ContainerSpec {
+            image: image.into(),
+            image_pull_policy: PullPolicy::default(),
+            command: None,
+            args: None,
+            working_dir: None,
+            env: BTreeMap::new(),
+            env_files: Vec::new(),
+            user: None,
+            hostname: None,
+            ports: Vec::new(),
+            networks: Vec::new(),
+            network_mode: NetworkMode::default(),
+            mounts: Vec::new(),
+            devices: Vec::new(),
+            resources: Resources::default(),
+            restart_policy: RestartPolicy::default(),
+            healthcheck: None,
+            depends_on: Vec::new(),
+            security: Security::default(),
+            stop_signal: Signal::default(),
+            stop_timeout: default_stop_timeout(),
+            update: Update::default(),
+            logging: Logging::default(),
+            sysctls: BTreeMap::new(),
+        };
+        spec.apply_defaults();
+        spec
+    }
+
+    /// Defaults that depend on other fields; serde's `default`s cover the rest.
+    pub(crate) fn apply_defaults(&mut self) {
+        if self.network_mode == NetworkMode::Bridge && self.networks.is_empty() {
+            self.networks = vec![DEFAULT_NETWORK.to_string()];
+        }
+    }
+}
+
+fn absolute_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    let paths = Vec::<PathBuf>::deserialize(d)?;
+    for p in &paths {
+        if !p.is_absolute() {
+            return Err(serde::de::Error::custom(format!(
+                "env file path `{}` is relative; hint: write an absolute path, like /etc/berth/env/web.env",
+                p.display()
+            )));
+        }
+    }
+    Ok(paths)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum PullPolicy {
+    #[default]
+    IfNotPresent,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Bridge,
+    Host,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dependency {
+    #[serde(deserialize_with = "dns_label")]
+    pub name: String,
+    #[serde(default)]
+    pub condition: DependencyCondition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum DependencyCondition {
+    #[default]
+    Started,
+    Healthy,
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Update {
+    #[serde(default)]
+    pub strategy: UpdateStrategy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum UpdateStrategy {
+    /// Pull the new image before the old container stops.
+    #[default]
+    DownloadThenKill,
+    /// Stop first, then pull: for disks too small to hold both images.
+    KillThenDownload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    #[serde(default = "default_log_size")]
+    pub max_size: ByteSize,
+    #[serde(default = "default_log_files", deserialize_with = "at_least_one")]
+    pub max_files: u32,
+}
+
+fn default_log_size() -> ByteSize {
+    ByteSize::from_bytes(10 << 20)
+}
+
+fn default_log_files() -> u32 {
+    3
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "maxFiles must be at least 1; hint: 1 keeps only the current log file",
+        ));
+    }
+    Ok(n)
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            max_size: default_log_size(),
+            max_files: default_log_files(),
+        }
+    }
+}

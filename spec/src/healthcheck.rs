@@ -1,0 +1,196 @@
+//! Container health checks: an exec, HTTP or TCP probe and its timing.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::duration::DurationSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "HealthcheckFields", into = "HealthcheckFields")]
+pub struct Healthcheck {
+    pub probe: Probe,
+    pub interval: DurationSpec,
+    pub timeout: DurationSpec,
+    /// Consecutive failures before the container counts as unhealthy.
+    pub retries: u32,
+    /// Failures during this time after start do not count.
+    pub start_period: DurationSpec,
+    pub on_unhealthy: OnUnhealthy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// Run a command in the container; exit status 0 is healthy.
+    Exec(Vec<String>),
+    /// GET `http://127.0.0.1:port/path` in the container's network; 2xx/3xx is healthy.
+    Http(HttpProbe),
+    /// A TCP connect to the port succeeds.
+    Tcp(TcpProbe),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpProbe {
+    #[serde(deserialize_with = "probe_port")]
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpProbe {
+    #[serde(deserialize_with = "probe_port")]
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnhealthy {
+    #[default]
+    Restart,
+    None,
+}
+
+fn root_path() -> String {
+    "/".to_string()
+}
+
+fn probe_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = u64::deserialize(d)?;
+    match u16::try_from(n) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(serde::de::Error::custom(format!(
+            "port {n} is out of range; hint: a port is a number from 1 to 65535"
+        ))),
+    }
+}
+
+const DEFAULT_INTERVAL: DurationSpec = DurationSpec::from_secs(10);
+const DEFAULT_TIMEOUT: DurationSpec = DurationSpec::from_secs(2);
+const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_START_PERIOD: DurationSpec = DurationSpec::from_secs(0);
+
+/// The YAML shape: exactly one of `exec`, `http`, `tcp`, plus timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct HealthcheckFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<HttpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_period: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    on_unhealthy: Option<OnUnhealthy>,
+}
+
+impl TryFrom<HealthcheckFields> for Healthcheck {
+    type Error = String;
+
+    fn try_from(f: HealthcheckFields) -> Result<Self, String> {
+        let probe = match (f.exec, f.http, f.tcp) {
+            (Some(cmd), None, None) => {
+                if cmd.is_empty() {
+                    return Err("healthcheck exec is empty; hint: name a command, like [wget, -q, -O-, http://127.0.0.1/]".into());
+                }
+                Probe::Exec(cmd)
+            }
+            (None, Some(h), None) => Probe::Http(h),
+            (None, None, Some(t)) => Probe::Tcp(t),
+            _ => return Err("healthcheck needs exactly one of exec, http or tcp; hint: for example tcp: {port: 80}".into()),
+        };
+        let interval = f.interval.unwrap_or(DEFAULT_INTERVAL);
+        let timeout = f.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if interval.millis() == 0 {
+            return Err("healthcheck interval must be more than 0s; hint: for example 10s".into());
+        }
+        if timeout.millis() == 0 || timeout > interval {
+            return Err(format!(
+                "healthcheck timeout {timeout} must be more than 0s and at most the interval {interval}; hint: for example timeout: 2s"
+            ));
+        }
+        let retries = f.retries.unwrap_or(DEFAULT_RETRIES);
+        if retries == 0 {
+            return Err("healthcheck retries must be at least 1; hint: 3 is usual".into());
+        }
+        Ok(Healthcheck {
+            probe,
+            interval,
+            timeout,
+            retries,
+            start_period: f.start_period.unwrap_or(DEFAULT_START_PERIOD),
+            on_unhealthy: f.on_unhealthy.unwrap_or_default(),
+        })
+    }
+}
+
+impl From<Healthcheck> for HealthcheckFields {
+    fn from(h: Healthcheck) -> Self {
+        let (mut exec, mut http, mut tcp) = (None, None, None);
+        match h.probe {
+            Probe::Exec(c) => exec = Some(c),
+            Probe::Http(p) => http = Some(p),
+            Probe::Tcp(p) => tcp = Some(p),
+        }
+        HealthcheckFields {
+            exec,
+            http,
+            tcp,
+            interval: Some(h.interval),
+            timeout: Some(h.timeout),
+            retries: Some(h.retries),
+            start_period: Some(h.start_period),
+            on_unhealthy: Some(h.on_unhealthy),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply() {
+        let h: Healthcheck = serde_yaml::from_str("{tcp: {port: 80}}").unwrap();
+        assert_eq!(h.probe, Probe::Tcp(TcpProbe { port: 80 }));
+        assert_eq!(h.interval.millis(), 10_000);
+        assert_eq!(h.timeout.millis(), 2_000);
+        assert_eq!(h.retries, 3);
+        assert_eq!(h.start_period.millis(), 0);
+        assert_eq!(h.on_unhealthy, OnUnhealthy::Restart);
+        let h: Healthcheck = serde_yaml::from_str("{http: {port: 8080}, interval: 5s}").unwrap();
+        assert_eq!(
+            h.probe,
+            Probe::Http(HttpProbe {
+                port: 8080,
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"http":{"port":8080,"path":"/"},"interval":"5s","timeout":"2s","retries":3,"startPeriod":"0s","onUnhealthy":"restart"}"#
+        );
+    }
+
+    #[test]
+    fn bad_healthchecks() {
+        let cases = [
+            ("{interval: 5s}", "needs exactly one of exec, http or tcp"),
+            ("{exec: [], interval: 5s}", "healthcheck exec is empty"),
+            ("{tcp: {port: 1}, timeout: 20s}", "must be more than 0s and at most the interval 10s"),
+            ("{tcp: {port: 1}, retries: 0}", "retries must be at least 1"),
+        ];
+        for (yaml, want) in cases {
+            let err = serde_yaml::from_str::<Healthcheck>(yaml).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
+}
