@@ -152,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = state(dir.path());
         st.metrics.reconcile_total.with_label_values(&["ok"]).inc();
-        st.metrics.reconcile_duration.with_label_values(&[]).observe(0.01);
+        st.metrics.reconcile_duration.observe(0.01);
         let (status, body) = call(router(st), "GET", "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("berth_reconcile_total{result=\"ok\"} 1\n"), "{body}");

@@ -1,12 +1,12 @@
 //! Prometheus metrics of the agent, served as text at `GET /metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
     /// Reconcile passes by result (ok | error).
     pub reconcile_total: IntCounterVec,
-    pub reconcile_duration: HistogramVec,
+    pub reconcile_duration: Histogram,
     /// Actions executed, by action and result.
     pub actions_total: IntCounterVec,
     /// Containers by state, set after every pass.
@@ -23,10 +23,9 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
-        let reconcile_duration = HistogramVec::new(
+        let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new("berth_reconcile_duration_seconds", "Time a reconcile pass took to plan and dispatch.")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
-            &[],
         )
         .expect("valid metric");
         let actions_total = IntCounterVec::new(

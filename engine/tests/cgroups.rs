@@ -7,6 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use berth_engine::cgroups::{CgroupManager, Limits, Mode};
@@ -31,24 +32,78 @@ fn unique_parent() -> String {
     )
 }
 
-/// Kills the test's children and removes its parent cgroup even when an assertion fails.
+/// Serializes the tests that run processes: their orphans come to this process (the
+/// subreaper), and reaping "any zombie child" is only safe while no other test has children.
+static PROCESSES: Mutex<()> = Mutex::new(());
+
+/// Kills the test's processes and removes its parent cgroup even when an assertion fails.
 struct Cleanup {
     mgr: CgroupManager,
     children: Vec<Child>,
+    cgroups: Vec<&'static str>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Cleanup {
+    /// Also makes this test process the reaper of its orphans: a killed shell leaves its
+    /// children to the nearest subreaper, and `reap_orphans` collects them, so no zombie
+    /// outlives the test.
+    fn new(mgr: &CgroupManager, cgroups: &[&'static str]) -> Cleanup {
+        let serial = PROCESSES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        nix::sys::prctl::set_child_subreaper(true).expect("prctl PR_SET_CHILD_SUBREAPER");
+        Cleanup {
+            mgr: mgr.clone(),
+            children: Vec::new(),
+            cgroups: cgroups.to_vec(),
+            _serial: serial,
+        }
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        for name in &self.cgroups {
+            if let Err(e) = self.mgr.open(name).kill_all() {
+                eprintln!("cleanup: {e}");
+            }
+        }
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
+        reap_orphans();
         if let Err(errs) = self.mgr.remove_parent() {
             for e in errs {
                 eprintln!("cleanup: {e}");
             }
         }
     }
+}
+
+/// Reaps every zombie child of this process: after the tracked children are waited for,
+/// those are the orphans a killed shell handed over (tests with processes run one at a time).
+fn reap_orphans() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut reaped = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
+        let Some(end) = stat.rfind(')') else { continue };
+        let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str()) {
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
+                .unwrap_or_else(|e| panic!("waitpid {pid}: {e}"));
+            reaped.push(pid);
+        }
+    }
+    reaped
 }
 
 /// Every directory named `parent` directly under any hierarchy of the root.
@@ -97,10 +152,7 @@ fn create_limit_place_kill_and_remove_on_the_host() {
     require_root();
     let parent = unique_parent();
     let mgr = CgroupManager::detect(Path::new(ROOT), &parent).unwrap();
-    let mut guard = Cleanup {
-        mgr: mgr.clone(),
-        children: Vec::new(),
-    };
+    let mut guard = Cleanup::new(&mgr, &["web"]);
 
     let limits = Limits {
         memory_bytes: Some(64 * 1024 * 1024),
@@ -172,7 +224,7 @@ fn create_limit_place_kill_and_remove_on_the_host() {
     // A second process that allocates memory once inside, and forks a child of its own.
     let mut shell = Command::new("sh")
         .arg("-c")
-        .arg(r#"read _; x=$(head -c 8000000 /dev/zero | tr '\0' a); echo ready; sleep 1000"#)
+        .arg(r#"read _; x=$(head -c 8000000 /dev/zero | tr '\0' a); sleep 1000 & echo ready; wait"#)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -200,7 +252,11 @@ fn create_limit_place_kill_and_remove_on_the_host() {
         pids.contains(&sleeper_pid) && pids.contains(&shell_pid),
         "{pids:?}"
     );
-    assert!(pids.len() >= 2, "{pids:?}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "the sleeper, the shell and its sleep: {pids:?}"
+    );
 
     let started = Instant::now();
     cg.kill_all().unwrap();
@@ -210,6 +266,8 @@ fn create_limit_place_kill_and_remove_on_the_host() {
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     }
+    // The shell's own `sleep` was orphaned by the kill and came to this process.
+    assert_eq!(reap_orphans().len(), 1);
 
     cg.remove().unwrap();
     for dir in cg.paths() {
@@ -229,10 +287,7 @@ fn kill_all_of_an_empty_cgroup_and_limits_reset_on_the_host() {
     require_root();
     let parent = unique_parent();
     let mgr = CgroupManager::detect(Path::new(ROOT), &parent).unwrap();
-    let _guard = Cleanup {
-        mgr: mgr.clone(),
-        children: Vec::new(),
-    };
+    let _guard = Cleanup::new(&mgr, &["db"]);
     let cg = mgr
         .create(
             "db",
@@ -279,16 +334,40 @@ fn kill_all_of_an_empty_cgroup_and_limits_reset_on_the_host() {
     assert_eq!(leftovers(&parent), Vec::<PathBuf>::new());
 }
 
-/// A shell that forks `sleep`s as fast as it can, so a kill that reads the pid list once
-/// would miss the newest ones.
-fn spawn_forker() -> Child {
-    Command::new("sh")
+/// A shell that forks `sleep`s as fast as it can once released, so a kill that reads the
+/// pid list once would miss the newest ones.
+struct Forker {
+    child: Child,
+    gate: std::process::ChildStdin,
+}
+
+/// Spawns the forker, still held at its gate so none of its children starts outside the
+/// cgroup.
+fn spawn_forker() -> Forker {
+    let mut child = Command::new("sh")
         .arg("-c")
-        .arg("while :; do sleep 100 & done")
+        .arg("read _; while :; do sleep 100 & done")
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn sh")
+        .expect("spawn sh");
+    let gate = child.stdin.take().unwrap();
+    Forker { child, gate }
+}
+
+/// Places the forker in `cg`, then lets it fork.
+fn place_and_release(
+    cg: &berth_engine::cgroups::Cgroup,
+    forker: Forker,
+    guard: &mut Cleanup,
+) -> i32 {
+    let Forker { child, mut gate } = forker;
+    let pid = child.id() as i32;
+    guard.children.push(child);
+    cg.add_process(pid).unwrap();
+    gate.write_all(b"go\n").unwrap();
+    pid
 }
 
 fn wait_for_pids(cg: &berth_engine::cgroups::Cgroup, at_least: usize) -> Vec<i32> {
@@ -309,10 +388,7 @@ fn v1_freeze_kill_thaw_stops_a_forking_process() {
     let parent = unique_parent();
     // The v1 hierarchies of this host without `unified`: the pure-v1 path, freezer included.
     let mgr = CgroupManager::with_mode(Path::new(ROOT), Mode::V1, &parent);
-    let mut guard = Cleanup {
-        mgr: mgr.clone(),
-        children: Vec::new(),
-    };
+    let mut guard = Cleanup::new(&mgr, &["forker"]);
     let cg = mgr
         .create(
             "forker",
@@ -324,10 +400,7 @@ fn v1_freeze_kill_thaw_stops_a_forking_process() {
         .unwrap();
     assert!(cg.unified_path().is_none());
     assert_eq!(cg.paths().len(), 8, "{:?}", cg.paths());
-    let child = spawn_forker();
-    let pid = child.id() as i32;
-    guard.children.push(child);
-    cg.add_process(pid).unwrap();
+    let pid = place_and_release(&cg, spawn_forker(), &mut guard);
     let before = wait_for_pids(&cg, 20);
     assert!(before.contains(&pid), "{before:?}");
 
@@ -339,6 +412,13 @@ fn v1_freeze_kill_thaw_stops_a_forking_process() {
     );
     let status = guard.children.pop().unwrap().wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let reaped = reap_orphans();
+    for p in before.iter().filter(|p| **p != pid) {
+        assert!(
+            reaped.contains(p),
+            "{p} of {before:?} was not killed and reaped: {reaped:?}"
+        );
+    }
 
     cg.remove().unwrap();
     mgr.remove_parent().unwrap();
@@ -353,10 +433,7 @@ fn v2_path_on_the_unified_tree_places_and_kills_with_cgroup_kill() {
     // This host's cgroup2 tree offers no memory, pids or cpu controller: the v2 code path
     // still creates, places, kills and removes, and a limit is refused with a clear error.
     let mgr = CgroupManager::with_mode(&unified, Mode::V2, &parent);
-    let mut guard = Cleanup {
-        mgr: mgr.clone(),
-        children: Vec::new(),
-    };
+    let mut guard = Cleanup::new(&mgr, &["web"]);
     let offered = read(&unified.join("cgroup.controllers"));
     assert!(
         !offered.split_whitespace().any(|c| c == "memory"),
@@ -383,16 +460,20 @@ fn v2_path_on_the_unified_tree_places_and_kills_with_cgroup_kill() {
 
     let cg = mgr.create("web", &Limits::default()).unwrap();
     assert_eq!(cg.paths(), &[unified.join(&parent).join("web")]);
-    let child = spawn_forker();
-    let pid = child.id() as i32;
-    guard.children.push(child);
-    cg.add_process(pid).unwrap();
+    let pid = place_and_release(&cg, spawn_forker(), &mut guard);
     let before = wait_for_pids(&cg, 20);
     assert!(before.contains(&pid), "{before:?}");
     cg.kill_all().unwrap();
     assert_eq!(cg.pids().unwrap(), Vec::<i32>::new());
     let status = guard.children.pop().unwrap().wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let reaped = reap_orphans();
+    for p in before.iter().filter(|p| **p != pid) {
+        assert!(
+            reaped.contains(p),
+            "{p} of {before:?} was not killed and reaped: {reaped:?}"
+        );
+    }
 
     cg.remove().unwrap();
     assert!(!cg.paths()[0].exists());

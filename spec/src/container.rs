@@ -9,7 +9,7 @@ use crate::duration::DurationSpec;
 use crate::healthcheck::Healthcheck;
 use crate::image::image_ref;
 use crate::mount::{Device, Mount};
-use crate::names::{dns_label, dns_labels, scalar_map};
+use crate::names::{dns_label, dns_labels, scalar_map, CheckedList, CheckedNumber};
 use crate::port::Port;
 use crate::quantity::{ByteSize, Cpus};
 use crate::security::Security;
@@ -123,16 +123,14 @@ impl ContainerSpec {
 }
 
 fn absolute_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
-    let paths = Vec::<PathBuf>::deserialize(d)?;
-    for p in &paths {
-        if !p.is_absolute() {
-            return Err(serde::de::Error::custom(format!(
-                "env file path `{}` is relative; hint: write an absolute path, like /etc/berth/env/web.env",
-                p.display()
-            )));
+    let paths = d.deserialize_seq(CheckedList(|p| {
+        if p.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!("env file path `{p}` is relative; hint: write an absolute path, like /etc/berth/env/web.env"))
         }
-    }
-    Ok(paths)
+    }))?;
+    Ok(paths.into_iter().map(PathBuf::from).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -222,13 +220,12 @@ fn default_log_files() -> u32 {
 }
 
 fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom(
-            "maxFiles must be at least 1; hint: 1 keeps only the current log file",
-        ));
-    }
-    Ok(n)
+    let n = d.deserialize_u64(CheckedNumber {
+        min: 1,
+        max: u64::from(u32::MAX),
+        error: |n| format!("maxFiles {n} is out of range; hint: 1 keeps only the current log file; at most 4294967295"),
+    })?;
+    Ok(n as u32)
 }
 
 impl Default for Logging {

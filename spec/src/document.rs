@@ -20,7 +20,11 @@ fn marker(line: &str, m: &str) -> bool {
 
 /// Where the content of a line starts (1-based column), if the line has content.
 fn content_column(line: &str) -> Option<usize> {
-    let body = if marker(line, "---") { &line[3..] } else { line };
+    let body = if marker(line, "---") {
+        &line[3..]
+    } else {
+        line
+    };
     if marker(line, "...") || line.starts_with('%') {
         return None;
     }
@@ -101,7 +105,10 @@ mod tests {
         let text = "---\na: 1\n---\n# nothing\n---\n\n  b: 2\n...\n--- {c: 3}\n";
         let c = split(text);
         let texts: Vec<&str> = c.iter().map(|c| c.text).collect();
-        assert_eq!(texts, ["---\na: 1\n", "---\n\n  b: 2\n...\n", "--- {c: 3}\n"]);
+        assert_eq!(
+            texts,
+            ["---\na: 1\n", "---\n\n  b: 2\n...\n", "--- {c: 3}\n"]
+        );
         let starts: Vec<(usize, usize)> = c.iter().map(|c| c.start).collect();
         assert_eq!(starts, [(2, 1), (7, 3), (9, 1)]);
         let offsets: Vec<usize> = c.iter().map(|c| c.line_offset).collect();

@@ -8,7 +8,9 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{0}`; hint: write a number with a unit, like 500ms, 10s, 5m, 1h or 1m30s")]
+#[error(
+    "invalid duration `{0}`; hint: write a number with a unit, like 500ms, 10s, 5m, 1h or 1m30s"
+)]
 pub struct DurationError(String);
 
 /// A duration with millisecond precision. Serializes canonically (`90s` becomes `1m30s`).
@@ -52,7 +54,9 @@ impl FromStr for DurationSpec {
             }
             let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let scale = UNITS
@@ -149,11 +153,23 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_right() {
-        for bad in ["10", "", "s", "10 s", "1.5s", "10sec", "-1s", "99999999999999999999h"] {
+        for bad in [
+            "10",
+            "",
+            "s",
+            "10 s",
+            "1.5s",
+            "10sec",
+            "-1s",
+            "99999999999999999999h",
+        ] {
             let err = bad.parse::<DurationSpec>().unwrap_err().to_string();
             assert!(err.contains("like 500ms, 10s, 5m"), "{bad}: {err}");
         }
         let err = serde_yaml::from_str::<DurationSpec>("10").unwrap_err();
-        assert!(err.to_string().starts_with("invalid duration `10`"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid duration `10`"),
+            "{err}"
+        );
     }
 }

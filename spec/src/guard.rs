@@ -154,10 +154,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Shape, A::Error> {
         // A tagged value (`!tag x`): walk the tag's content.
         let (_, variant) = data.variant::<de::IgnoredAny>()?;
-        de::VariantAccess::newtype_variant_seed(
-            variant,
-            self.child(),
-        )?;
+        de::VariantAccess::newtype_variant_seed(variant, self.child())?;
         Ok(Shape {
             top: Top::Other("a tagged value"),
         })

@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys() {
         let json = canonical_json(&web(&["a"]));
-        assert!(json.starts_with(r#"{"apiVersion":"berth/v1","kind":"Container","metadata":{"annotations":{},"labels":{},"name":"web"},"spec":{"args":["a"],"devices":[]"#), "{json}");
+        assert!(json.starts_with(r#"{"apiVersion":"berth/v1","kind":"Container","metadata":{"annotations":{},"labels":{},"name":"web"},"spec":{"args":["a"],"dependsOn":[],"devices":[]"#), "{json}");
         assert!(!json.contains(' '), "{json}");
     }
 
@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(a, spec_hash(&web(&["a"]), &[]));
         assert_ne!(a, spec_hash(&web(&["b"]), &[]));
         let env = sha256_digest(b"A=1\n");
-        assert_ne!(a, spec_hash(&web(&["a"]), &[env.clone()]));
+        assert_ne!(a, spec_hash(&web(&["a"]), std::slice::from_ref(&env)));
         assert_ne!(
             spec_hash(&web(&["a"]), &[env]),
             spec_hash(&web(&["a"]), &[sha256_digest(b"A=2\n")])

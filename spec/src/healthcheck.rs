@@ -56,13 +56,7 @@ fn root_path() -> String {
 }
 
 fn probe_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = u64::deserialize(d)?;
-    match u16::try_from(n) {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(serde::de::Error::custom(format!(
-            "port {n} is out of range; hint: a port is a number from 1 to 65535"
-        ))),
-    }
+    crate::port::port_number(d)
 }
 
 const DEFAULT_INTERVAL: DurationSpec = DurationSpec::from_secs(10);
@@ -185,11 +179,16 @@ mod tests {
         let cases = [
             ("{interval: 5s}", "needs exactly one of exec, http or tcp"),
             ("{exec: [], interval: 5s}", "healthcheck exec is empty"),
-            ("{tcp: {port: 1}, timeout: 20s}", "must be more than 0s and at most the interval 10s"),
+            (
+                "{tcp: {port: 1}, timeout: 20s}",
+                "must be more than 0s and at most the interval 10s",
+            ),
             ("{tcp: {port: 1}, retries: 0}", "retries must be at least 1"),
         ];
         for (yaml, want) in cases {
-            let err = serde_yaml::from_str::<Healthcheck>(yaml).unwrap_err().to_string();
+            let err = serde_yaml::from_str::<Healthcheck>(yaml)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{yaml}: {err}");
         }
     }

@@ -1,6 +1,8 @@
 //! Image references: `[registry[:port]/]repository[:tag][@sha256:digest]`.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
+
+use crate::names::CheckedStr;
 
 /// A checked image reference, split into its parts (no defaults filled in).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,9 @@ fn registry_ok(r: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -72,7 +76,10 @@ impl ImageRef {
         if text.is_empty() {
             return Err(bad("it is empty"));
         }
-        if text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if text
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(bad("it contains whitespace"));
         }
         let (rest, digest) = match text.split_once('@') {
@@ -96,10 +103,13 @@ impl ImageRef {
         if let Some(t) = tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(bad("a tag is 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"));
+                return Err(bad(
+                    "a tag is 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+                ));
             }
         }
         if name.len() > 255 {
@@ -108,7 +118,9 @@ impl ImageRef {
         let mut parts: Vec<&str> = name.split('/').collect();
         // The first part is a registry when it looks like a host (as docker decides).
         let registry = if parts.len() > 1
-            && (parts[0].contains(['.', ':']) || parts[0] == "localhost" || parts[0].starts_with('['))
+            && (parts[0].contains(['.', ':'])
+                || parts[0] == "localhost"
+                || parts[0].starts_with('['))
         {
             let r = parts.remove(0);
             if !registry_ok(r) {
@@ -136,9 +148,7 @@ impl ImageRef {
 
 /// `deserialize_with` for `image`: checks the reference, keeps the text as written.
 pub(crate) fn image_ref<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let text = String::deserialize(d)?;
-    ImageRef::parse(&text).map_err(serde::de::Error::custom)?;
-    Ok(text)
+    d.deserialize_str(CheckedStr(|text| ImageRef::parse(text).map(|_| ())))
 }
 
 #[cfg(test)]
@@ -158,14 +168,37 @@ mod tests {
                 Some("1.27"),
                 None,
             ),
-            ("localhost:5000/app", Some("localhost:5000"), "app", None, None),
-            ("localhost/app:v1", Some("localhost"), "app", Some("v1"), None),
-            ("ghcr.io/a/b-c__d.e/f:latest", Some("ghcr.io"), "a/b-c__d.e/f", Some("latest"), None),
+            (
+                "localhost:5000/app",
+                Some("localhost:5000"),
+                "app",
+                None,
+                None,
+            ),
+            (
+                "localhost/app:v1",
+                Some("localhost"),
+                "app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "ghcr.io/a/b-c__d.e/f:latest",
+                Some("ghcr.io"),
+                "a/b-c__d.e/f",
+                Some("latest"),
+                None,
+            ),
         ];
         for (text, registry, repository, tag, dig) in cases {
             let r = ImageRef::parse(text).unwrap();
             assert_eq!(
-                (r.registry.as_deref(), r.repository.as_str(), r.tag.as_deref(), r.digest.as_deref()),
+                (
+                    r.registry.as_deref(),
+                    r.repository.as_str(),
+                    r.tag.as_deref(),
+                    r.digest.as_deref()
+                ),
                 (registry, repository, tag, dig),
                 "{text}"
             );

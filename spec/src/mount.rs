@@ -225,9 +225,10 @@ mod tests {
         assert_eq!(m.source, MountSource::Volume("data".into()));
         assert_eq!(m.path, PathBuf::from("/var/lib/app"));
         assert!(!m.read_only);
-        let m: Mount =
-            serde_yaml::from_str("{hostPath: /etc/ssl/certs, path: /etc/ssl/certs, readOnly: true}")
-                .unwrap();
+        let m: Mount = serde_yaml::from_str(
+            "{hostPath: /etc/ssl/certs, path: /etc/ssl/certs, readOnly: true}",
+        )
+        .unwrap();
         assert_eq!(m.source, MountSource::HostPath("/etc/ssl/certs".into()));
         assert!(m.read_only);
         let m: Mount = serde_yaml::from_str("{tmpfs: {size: 64Mi}, path: /tmp}").unwrap();
@@ -246,11 +247,17 @@ mod tests {
     #[test]
     fn bad_mounts() {
         let cases = [
-            ("{path: /x}", "needs exactly one of volume, hostPath or tmpfs"),
+            (
+                "{path: /x}",
+                "needs exactly one of volume, hostPath or tmpfs",
+            ),
             ("{volume: a, hostPath: /a, path: /x}", "needs exactly one"),
             ("{volume: a, path: x}", "mount path `x` is relative"),
             ("{hostPath: a, path: /x}", "hostPath `a` is relative"),
-            ("{volume: Data, path: /x}", "volume name `Data` has uppercase"),
+            (
+                "{volume: Data, path: /x}",
+                "volume name `Data` has uppercase",
+            ),
         ];
         for (yaml, want) in cases {
             let err = serde_yaml::from_str::<Mount>(yaml).unwrap_err().to_string();
@@ -268,7 +275,9 @@ mod tests {
         for bad in ["x", "rr", ""] {
             assert_eq!(
                 DevicePermissions::parse(bad).unwrap_err(),
-                format!("invalid device permissions `{bad}`; hint: use letters of rwm, like rw or rwm")
+                format!(
+                    "invalid device permissions `{bad}`; hint: use letters of rwm, like rw or rwm"
+                )
             );
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 
 /// Why `name` is not a DNS label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63), or `None`.
 pub fn dns_label_error(name: &str) -> Option<String> {
@@ -30,24 +30,90 @@ pub fn dns_label_error(name: &str) -> Option<String> {
     Some(format!("name `{name}` {problem}; {hint}"))
 }
 
-/// `deserialize_with` for names that must be DNS labels, so the error points at the value.
-pub(crate) fn dns_label<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let name = String::deserialize(d)?;
-    match dns_label_error(&name) {
-        Some(err) => Err(de::Error::custom(err)),
-        None => Ok(name),
+/// A check of a string value: `Err` holds the message (with an optional hint).
+pub(crate) type Check = fn(&str) -> Result<(), String>;
+
+/// A string checked inside serde's visitor, so that an error points at the value itself.
+#[derive(Clone, Copy)]
+pub(crate) struct CheckedStr(pub Check);
+
+impl<'de> de::DeserializeSeed<'de> for CheckedStr {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
     }
 }
 
-/// `deserialize_with` for lists of DNS labels (network names, dependsOn targets).
-pub(crate) fn dns_labels<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let names = Vec::<String>::deserialize(d)?;
-    for name in &names {
-        if let Some(err) = dns_label_error(name) {
-            return Err(de::Error::custom(err));
-        }
+impl Visitor<'_> for CheckedStr {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
     }
-    Ok(names)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        (self.0)(v).map_err(E::custom)?;
+        Ok(v.to_string())
+    }
+}
+
+/// A list of strings, each checked where it is.
+#[derive(Clone, Copy)]
+pub(crate) struct CheckedList(pub Check);
+
+impl<'de> Visitor<'de> for CheckedList {
+    type Value = Vec<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(s) = seq.next_element_seed(CheckedStr(self.0))? {
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+/// An integer checked inside serde's visitor against `min..=max`.
+pub(crate) struct CheckedNumber {
+    pub min: u64,
+    pub max: u64,
+    pub error: fn(i128) -> String,
+}
+
+impl CheckedNumber {
+    fn check<E: de::Error>(&self, n: i128) -> Result<u64, E> {
+        if n < i128::from(self.min) || n > i128::from(self.max) {
+            return Err(E::custom((self.error)(n)));
+        }
+        Ok(n as u64)
+    }
+}
+
+impl Visitor<'_> for CheckedNumber {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a whole number from {} to {}", self.min, self.max)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        self.check(i128::from(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        self.check(i128::from(v))
+    }
+}
+
+fn check_dns_label(name: &str) -> Result<(), String> {
+    dns_label_error(name).map_or(Ok(()), Err)
+}
+
+/// `deserialize_with` for names that must be DNS labels.
+pub(crate) fn dns_label<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(CheckedStr(check_dns_label))
+}
+
+/// `deserialize_with` for lists of DNS labels (network names).
+pub(crate) fn dns_labels<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    d.deserialize_seq(CheckedList(check_dns_label))
 }
 
 /// A scalar value that becomes a string: strings, integers and booleans.

@@ -132,7 +132,11 @@ impl Subnet {
         } else {
             (1u128 << bits) - 1
         };
-        all & !(if host == 128 { u128::MAX } else { (1u128 << host) - 1 })
+        all & !(if host == 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -158,9 +162,15 @@ impl FromStr for Subnet {
             text: s.to_string(),
             why,
         };
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| err("the /prefix is missing"))?;
-        let addr: IpAddr = addr.parse().map_err(|_| err("the address is not an IP address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| err("the prefix is not a number"))?;
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| err("the /prefix is missing"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| err("the address is not an IP address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| err("the prefix is not a number"))?;
         let net = Subnet { addr, prefix };
         if prefix > net.bits() {
             return Err(err("the prefix is longer than the address"));
@@ -209,7 +219,10 @@ mod tests {
         assert_eq!(n.first_host().to_string(), "10.89.1.1");
         let v6: Subnet = "fd00:89::/64".parse().unwrap();
         assert!(v6.contains("fd00:89::5".parse().unwrap()));
-        assert_eq!("0.0.0.0/0".parse::<Subnet>().unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            "0.0.0.0/0".parse::<Subnet>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
         let cases = [
             ("10.89.1.1/24", "host bits are set"),
             ("10.89.1.0", "the /prefix is missing"),
@@ -226,7 +239,10 @@ mod tests {
     #[test]
     fn checks_between_fields() {
         assert_eq!(spec("{}").check(), Ok(()));
-        assert_eq!(spec("{subnet: 10.89.1.0/24, gateway: 10.89.1.1}").check(), Ok(()));
+        assert_eq!(
+            spec("{subnet: 10.89.1.0/24, gateway: 10.89.1.1}").check(),
+            Ok(())
+        );
         assert_eq!(
             spec("{driver: macvlan, macvlan: {parent: eth0}}").check(),
             Ok(())

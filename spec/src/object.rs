@@ -109,6 +109,8 @@ pub struct Volume {
 /// One manifest document, with defaults applied.
 ///
 /// Serializes as the full document (`apiVersion`, `kind`, `metadata`, `spec`).
+// Not boxed: the agent matches and builds these directly, and a load holds only a few.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     Container(Container),

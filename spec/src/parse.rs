@@ -11,6 +11,7 @@ use crate::document::Chunk;
 use crate::guard::{Breach, Guard, Top, MAX_DEPTH, MAX_NODES};
 use crate::network::NetworkSpec;
 use crate::object::{Container, Kind, Metadata, Network, Object, ObjectRef, Volume, API_VERSION};
+use crate::place::locate;
 use crate::problem::{Problem, HINT_SEPARATOR};
 use crate::suggest;
 use crate::volume::VolumeSpec;
@@ -44,8 +45,12 @@ struct Doc<S> {
     #[allow(dead_code)]
     kind: IgnoredAny,
     metadata: Metadata,
-    #[serde(default)]
+    #[serde(default = "none")]
     spec: Option<S>,
+}
+
+fn none<S>() -> Option<S> {
+    None
 }
 
 fn scalar_text(v: &serde_yaml::Value) -> String {
@@ -65,7 +70,9 @@ fn shift_lines(text: &str, offset: usize) -> String {
     while let Some(i) = rest.find("line ") {
         out.push_str(&rest[..i + 5]);
         rest = &rest[i + 5..];
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         match rest[..digits].parse::<usize>() {
             Ok(n) if rest[digits..].starts_with(" column") => {
                 out.push_str(&(n + offset).to_string());
@@ -76,20 +83,6 @@ fn shift_lines(text: &str, offset: usize) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Where a key first appears in the document (best effort, for checks made after parsing).
-fn locate(chunk: &Chunk<'_>, key: &str) -> (usize, usize) {
-    let needle = format!("{key}:");
-    for (i, line) in chunk.text.lines().enumerate() {
-        if let Some(col) = line.find(&needle) {
-            let before = line[..col].chars().last();
-            if before.is_none_or(|c| matches!(c, ' ' | '{' | ',' | '-' | '\t')) {
-                return (chunk.line_offset + i + 1, col + 1);
-            }
-        }
-    }
-    chunk.start
 }
 
 struct Ctx<'a> {
@@ -157,7 +150,11 @@ pub(crate) fn parse_document(file: &Path, chunk: &Chunk<'_>) -> ParsedDoc {
     ParsedDoc {
         object_ref: ctx.object_ref,
         start: chunk.start,
-        object: if ctx.problems.is_empty() { object } else { None },
+        object: if ctx.problems.is_empty() {
+            object
+        } else {
+            None
+        },
         problems: ctx.problems,
     }
 }
@@ -200,7 +197,10 @@ fn parse_into(ctx: &mut Ctx<'_>) -> Option<Object> {
     let mut header_ok = true;
     match header.api_version.as_ref().map(scalar_text) {
         None => {
-            ctx.push(chunk.start, &format!("missing apiVersion{HINT_SEPARATOR}add apiVersion: {API_VERSION}"));
+            ctx.push(
+                chunk.start,
+                &format!("missing apiVersion{HINT_SEPARATOR}add apiVersion: {API_VERSION}"),
+            );
             header_ok = false;
         }
         Some(v) if v != API_VERSION => {
@@ -218,7 +218,10 @@ fn parse_into(ctx: &mut Ctx<'_>) -> Option<Object> {
         (None, None) => {
             ctx.push(
                 chunk.start,
-                &format!("missing kind{HINT_SEPARATOR}add kind: one of {}", kinds.join(", ")),
+                &format!(
+                    "missing kind{HINT_SEPARATOR}add kind: one of {}",
+                    kinds.join(", ")
+                ),
             );
             return None;
         }
@@ -341,21 +344,42 @@ fn check_container(ctx: &mut Ctx<'_>, metadata: &Metadata, spec: &ContainerSpec)
     let mut paths = BTreeSet::new();
     for m in &spec.mounts {
         if !paths.insert(m.path.clone()) {
-            ctx.push(locate(chunk, "mounts"), &format!("two mounts at `{}`{HINT_SEPARATOR}mount each path once", m.path.display()));
+            ctx.push(
+                locate(chunk, "mounts"),
+                &format!(
+                    "two mounts at `{}`{HINT_SEPARATOR}mount each path once",
+                    m.path.display()
+                ),
+            );
         }
     }
     let mut deps = BTreeSet::new();
     for d in &spec.depends_on {
         if d.name == metadata.name {
-            ctx.push(locate(chunk, "dependsOn"), &format!("container depends on itself{HINT_SEPARATOR}remove `{}` from dependsOn", d.name));
+            ctx.push(
+                locate(chunk, "dependsOn"),
+                &format!(
+                    "container depends on itself{HINT_SEPARATOR}remove `{}` from dependsOn",
+                    d.name
+                ),
+            );
         } else if !deps.insert(d.name.clone()) {
-            ctx.push(locate(chunk, "dependsOn"), &format!("dependsOn names `{}` twice{HINT_SEPARATOR}list each container once", d.name));
+            ctx.push(
+                locate(chunk, "dependsOn"),
+                &format!(
+                    "dependsOn names `{}` twice{HINT_SEPARATOR}list each container once",
+                    d.name
+                ),
+            );
         }
     }
     let mut nets = BTreeSet::new();
     for n in &spec.networks {
         if !nets.insert(n) {
-            ctx.push(locate(chunk, "networks"), &format!("networks names `{n}` twice{HINT_SEPARATOR}list each network once"));
+            ctx.push(
+                locate(chunk, "networks"),
+                &format!("networks names `{n}` twice{HINT_SEPARATOR}list each network once"),
+            );
         }
     }
 }
@@ -366,16 +390,6 @@ pub(crate) fn env_files(object: &Object) -> &[PathBuf] {
         Object::Container(c) => &c.spec.env_files,
         _ => &[],
     }
-}
-
-/// Where an env file path appears in the document, best effort.
-pub(crate) fn locate_text(chunk: &Chunk<'_>, needle: &str) -> (usize, usize) {
-    for (i, line) in chunk.text.lines().enumerate() {
-        if let Some(col) = line.find(needle) {
-            return (chunk.line_offset + i + 1, col + 1);
-        }
-    }
-    chunk.start
 }
 
 #[cfg(test)]
@@ -402,7 +416,10 @@ mod tests {
     #[test]
     fn shift_lines_moves_every_line_number() {
         assert_eq!(
-            shift_lines("did not find key at line 3 column 5, while parsing at line 1 column 1", 10),
+            shift_lines(
+                "did not find key at line 3 column 5, while parsing at line 1 column 1",
+                10
+            ),
             "did not find key at line 13 column 5, while parsing at line 11 column 1"
         );
         assert_eq!(shift_lines("a line 7 of text", 3), "a line 7 of text");
@@ -417,7 +434,10 @@ mod tests {
         assert_eq!(c.metadata.name, "web");
         assert_eq!(c.spec.networks, ["default"]);
         assert_eq!(c.spec.stop_timeout.millis(), 10_000);
-        assert_eq!(docs[0].object_ref, Some(ObjectRef::new(Kind::Container, "web")));
+        assert_eq!(
+            docs[0].object_ref,
+            Some(ObjectRef::new(Kind::Container, "web"))
+        );
     }
 
     #[test]
@@ -447,7 +467,7 @@ mod tests {
         let text = WEB.replace("{name: web}", "{name: Web_1}");
         assert_eq!(
             one_problem(&text),
-            "m.yaml:3:18: metadata.name: name `Web_1` has uppercase letters (hint: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+            "m.yaml:3:18: Container/Web_1: metadata.name: name `Web_1` has uppercase letters (hint: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
         );
     }
 
@@ -469,7 +489,7 @@ mod tests {
         let text = format!("{WEB}  resources: {{memory: 64MB}}\n");
         assert_eq!(
             one_problem(&text),
-            "m.yaml:6:22: Container/web: spec.resources.memory: invalid byte size `64MB` (hint: write a whole number of bytes or a number with a unit, like 512, 64Mi, 1.5Gi or 1G (Ki Mi Gi Ti Pi Ei are powers of 1024; k M G T P E of 1000))"
+            "m.yaml:6:23: Container/web: spec.resources.memory: invalid byte size `64MB` (hint: write a whole number of bytes or a number with a unit, like 512, 64Mi, 1.5Gi or 1G (Ki Mi Gi Ti Pi Ei are powers of 1024; k M G T P E of 1000))"
         );
         let text = format!("{WEB}  restartPolicy: always\n");
         assert_eq!(
@@ -483,9 +503,18 @@ mod tests {
         let text = format!("{WEB}---\napiVersion: berth/v1\nkind: [\n");
         let docs = parse(&text);
         assert_eq!(docs[1].problems.len(), 1);
-        let p = &docs[1].problems[0];
-        assert_eq!((p.line, p.column), (9, 1), "{p}");
-        assert!(p.message.contains("line 8 column 7"), "{p}");
+        assert_eq!(
+            docs[1].problems[0].to_string(),
+            "m.yaml:9:1: did not find expected node content, while parsing a flow node"
+        );
+        let text = format!(
+            "{WEB}---\napiVersion: berth/v1\nkind: Volume\nmetadata:\n  name: x\n bad: 1\n"
+        );
+        let docs = parse(&text);
+        assert_eq!(
+            docs[1].problems[0].to_string(),
+            "m.yaml:11:2: did not find expected key, while parsing a block mapping at line 7 column 1"
+        );
     }
 
     #[test]

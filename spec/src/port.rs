@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::names::CheckedNumber;
+
 /// One port mapping; `hostPort` absent means the port is not published on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -22,7 +24,9 @@ pub struct Port {
     pub host_ip: IpAddr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -43,14 +47,13 @@ fn unspecified() -> IpAddr {
     IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
-fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = u64::deserialize(d)?;
-    match u16::try_from(n) {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(serde::de::Error::custom(format!(
-            "port {n} is out of range; hint: a port is a number from 1 to 65535"
-        ))),
-    }
+pub(crate) fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = d.deserialize_u64(CheckedNumber {
+        min: 1,
+        max: 65535,
+        error: |n| format!("port {n} is out of range; hint: a port is a number from 1 to 65535"),
+    })?;
+    Ok(n as u16)
 }
 
 fn some_port_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
@@ -98,9 +101,16 @@ mod tests {
 
     #[test]
     fn out_of_range_ports_are_refused() {
-        for bad in ["{containerPort: 0}", "{containerPort: 70000}", "{containerPort: 1, hostPort: 0}"] {
+        for bad in [
+            "{containerPort: 0}",
+            "{containerPort: 70000}",
+            "{containerPort: 1, hostPort: 0}",
+        ] {
             let err = serde_yaml::from_str::<Port>(bad).unwrap_err().to_string();
-            assert!(err.contains("hint: a port is a number from 1 to 65535"), "{err}");
+            assert!(
+                err.contains("hint: a port is a number from 1 to 65535"),
+                "{err}"
+            );
         }
     }
 

@@ -117,7 +117,7 @@ impl fmt::Display for ByteSize {
         let b = self.0;
         if b != 0 {
             for (name, m) in BINARY_UNITS.iter().chain(DECIMAL_UNITS.iter()) {
-                if b % m == 0 {
+                if b.is_multiple_of(*m) {
                     return write!(f, "{}{}", b / m, name);
                 }
             }
@@ -203,7 +203,7 @@ impl FromStr for Cpus {
 
 impl fmt::Display for Cpus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -280,7 +280,8 @@ mod tests {
             (67_108_864, "64Mi"),
             (1_000_000_000, "1G"),
             (512, "512"),
-            (1536, "3Ki"),
+            (3072, "3Ki"),
+            (1536, "1536"),
             (0, "0"),
             (1001, "1001"),
         ];

@@ -26,7 +26,6 @@ pub struct CapabilityChanges {
     pub drop: Vec<Capability>,
 }
 
-
 // Linux capability names in number order (capabilities(7)).
 const CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
@@ -154,7 +153,10 @@ mod tests {
         for (text, name) in cases {
             assert_eq!(text.parse::<Capability>().unwrap().name(), name);
         }
-        assert_eq!("CHOWN".parse::<Capability>().unwrap(), Capability::Number(0));
+        assert_eq!(
+            "CHOWN".parse::<Capability>().unwrap(),
+            Capability::Number(0)
+        );
         assert_eq!("BPF".parse::<Capability>().unwrap(), Capability::Number(39));
         let err = "NET_ADMINS".parse::<Capability>().unwrap_err().to_string();
         assert!(err.contains("like NET_ADMIN"), "{err}");

@@ -54,7 +54,10 @@ impl Signal {
     pub const SIGKILL: Signal = Signal(9);
 
     pub fn from_number(number: i32) -> Option<Self> {
-        SIGNALS.iter().any(|(_, n)| *n == number).then_some(Signal(number))
+        SIGNALS
+            .iter()
+            .any(|(_, n)| *n == number)
+            .then_some(Signal(number))
     }
 
     /// The Linux signal number.

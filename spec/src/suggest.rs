@@ -8,8 +8,8 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -127,7 +127,10 @@ mod tests {
             "unknown field `spec.imagePullpolicy`; hint: did you mean `imagePullPolicy`?"
         );
         let m = rewrite(".", "unknown field `foo`, expected one of `kind`, `spec`");
-        assert_eq!(m, "unknown field `foo`; hint: known fields here: kind, spec");
+        assert_eq!(
+            m,
+            "unknown field `foo`; hint: known fields here: kind, spec"
+        );
         let m = rewrite(
             "spec.restartPolicy",
             "unknown variant `always`, expected one of `Always`, `OnFailure`, `Never`",
@@ -136,7 +139,10 @@ mod tests {
             m,
             "spec.restartPolicy: unknown value `always`; hint: did you mean `Always`? (one of Always, OnFailure, Never)"
         );
-        assert_eq!(rewrite("spec", "missing field `image`"), "spec: missing field `image`");
+        assert_eq!(
+            rewrite("spec", "missing field `image`"),
+            "spec: missing field `image`"
+        );
         let m = rewrite("spec", "unknown field `<<`, expected one of `image`");
         assert!(m.contains("merge keys (<<) are not supported"), "{m}");
     }

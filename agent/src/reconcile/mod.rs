@@ -153,7 +153,7 @@ impl Reconciler {
         }
         let result = if load.problems.is_empty() { "ok" } else { "error" };
         self.metrics.reconcile_total.with_label_values(&[result]).inc();
-        self.metrics.reconcile_duration.with_label_values(&[]).observe(started.elapsed().as_secs_f64());
+        self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
 
         // Wake up for the next due restart or retry, else resync.
         let retry = self.not_before.lock().unwrap_or_else(|p| p.into_inner()).values().min().copied();

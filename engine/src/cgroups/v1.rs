@@ -121,7 +121,7 @@ fn write_limits(cg: &Cgroup, limits: &Limits) -> Result<()> {
 mod tests {
     use std::fs;
 
-    use super::super::{Error, Mode};
+    use super::super::{Error, Mode, Stats};
     use super::*;
 
     /// Lays out a v1 root like the kernel would: hierarchies with their root files, and the
@@ -158,12 +158,26 @@ mod tests {
                     "memory" => &[
                         ("memory.limit_in_bytes", "9223372036854771712\n"),
                         ("memory.usage_in_bytes", "4096\n"),
+                        (
+                            "memory.stat",
+                            "cache 1024\ninactive_file 0\ntotal_inactive_file 1024\n",
+                        ),
+                        (
+                            "memory.oom_control",
+                            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+                        ),
                     ],
-                    "pids" => &[("pids.max", "max\n")],
+                    "pids" => &[("pids.max", "max\n"), ("pids.current", "3\n")],
                     "cpuset" => &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n")],
-                    "cpu" | "cpu,cpuacct" => &[
+                    "cpu" => &[
                         ("cpu.cfs_period_us", "100000\n"),
                         ("cpu.cfs_quota_us", "-1\n"),
+                    ],
+                    "cpuacct" => &[("cpuacct.usage", "5000000\n")],
+                    "cpu,cpuacct" => &[
+                        ("cpu.cfs_period_us", "100000\n"),
+                        ("cpu.cfs_quota_us", "-1\n"),
+                        ("cpuacct.usage", "7000\n"),
                     ],
                     "freezer" => &[("freezer.state", "THAWED\n")],
                     _ => &[],
@@ -285,6 +299,56 @@ mod tests {
             assert_eq!(read(dir.join("cgroup.procs")), "4242", "{}", dir.display());
         }
         assert_eq!(cg.pids().unwrap(), vec![4242]);
+    }
+
+    #[test]
+    fn kill_all_freezes_and_thaws_and_stats_read_v1_files() {
+        let root = v1_root(false, false, "berth", &["web"]);
+        let mgr = CgroupManager::with_mode(root.path(), Mode::V1, "berth");
+        let cg = mgr.create("web", &Limits::default()).unwrap();
+        cg.kill_all().unwrap();
+        assert_eq!(
+            read(root.path().join("freezer/berth/web/freezer.state")),
+            "THAWED"
+        );
+        assert_eq!(
+            cg.stats().unwrap(),
+            Stats {
+                cpu_usage_usec: Some(5000),
+                memory_usage_bytes: Some(4096),
+                memory_working_set_bytes: Some(3072),
+                pids: Some(3),
+                oom_kills: Some(2),
+            }
+        );
+        assert_eq!(cg.oom_kill_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn kill_all_times_out_naming_the_pids_that_stay() {
+        let root = v1_root(true, false, "berth", &["web"]);
+        let mgr = CgroupManager::with_mode(root.path(), Mode::V1, "berth");
+        let cg = mgr.open("web");
+        // A pid that cannot be ours and never leaves the (tmpfs) cgroup.proc file.
+        fs::write(
+            root.path().join("memory/berth/web/cgroup.procs"),
+            "2147483646\n",
+        )
+        .unwrap();
+        let err =
+            super::super::kill::kill_all(&cg, std::time::Duration::from_millis(50)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "kill processes of cgroup {}: pids [2147483646] still there after 50ms; hint: a process stuck in \
+                 uninterruptible sleep (state D) cannot die until its I/O completes; see /proc/PID/stack",
+                root.path().join("memory/berth/web").display()
+            )
+        );
+        assert_eq!(
+            read(root.path().join("freezer/berth/web/freezer.state")),
+            "THAWED"
+        );
     }
 
     #[test]

@@ -53,7 +53,10 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedConfig, String> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("is not valid: {e}"))?;
     let rootfs = raw.rootfs.ok_or("has no rootfs section")?;
     if rootfs.kind != "layers" {
-        return Err(format!("has rootfs type {:?}, expected \"layers\"", rootfs.kind));
+        return Err(format!(
+            "has rootfs type {:?}, expected \"layers\"",
+            rootfs.kind
+        ));
     }
     let c = raw.config.unwrap_or_default();
     Ok(ParsedConfig {
@@ -94,7 +97,10 @@ mod tests {
             }
         );
         assert_eq!(parsed.diff_ids, vec!["sha256:aa".to_string()]);
-        assert_eq!((parsed.os.as_str(), parsed.architecture.as_str()), ("linux", "amd64"));
+        assert_eq!(
+            (parsed.os.as_str(), parsed.architecture.as_str()),
+            ("linux", "amd64")
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub enum ImageError {
         attempts: Vec<(String, String)>,
     },
 
-    #[error("pull {reference}: no image for this host's platform {wanted}; the index offers {offered}")]
+    #[error(
+        "pull {reference}: no image for this host's platform {wanted}; the index offers {offered}"
+    )]
     NoPlatform {
         reference: String,
         wanted: String,
@@ -56,7 +58,9 @@ pub enum ImageError {
         reason: String,
     },
 
-    #[error("pull {reference}: invalid digest {digest:?} in {what} (want sha256:<64 lowercase hex>)")]
+    #[error(
+        "pull {reference}: invalid digest {digest:?} in {what} (want sha256:<64 lowercase hex>)"
+    )]
     InvalidDigest {
         reference: String,
         what: String,
@@ -109,6 +113,14 @@ pub enum ImageError {
         path: PathBuf,
         needed: u64,
         available: u64,
+    },
+
+    #[error("pull {reference}: {reason} ({kind} {})", .path.display())]
+    Local {
+        reference: String,
+        kind: &'static str,
+        path: PathBuf,
+        reason: String,
     },
 
     #[error("image store: {op} {}: {source}", .path.display())]

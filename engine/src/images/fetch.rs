@@ -57,10 +57,14 @@ impl<'a> Progress<'a> {
     pub fn sub(&self, n: u64) {
         let _ = self
             .done
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(n))
+            });
         let _ = self
             .reported
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(n))
+            });
     }
 
     /// Report the final state once, whatever the throttling skipped.
@@ -126,7 +130,18 @@ pub async fn fetch_blob(
         }
         counted = have;
         let (hasher, have) = if have < size {
-            match download(remote, desc, &partial, hasher, have, size, progress, &mut counted).await {
+            match download(
+                remote,
+                desc,
+                &partial,
+                hasher,
+                have,
+                size,
+                progress,
+                &mut counted,
+            )
+            .await
+            {
                 Ok(done) => done,
                 Err(Attempt::Retry(msg)) => {
                     failures += 1;

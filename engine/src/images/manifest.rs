@@ -70,8 +70,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
         .map(|c| c.split(';').next().unwrap_or(c).trim())
         .filter(|c| !c.is_empty() && *c != "application/json" && *c != "text/plain");
     let media_type = probe.media_type.as_deref().or(content_type);
-    if let Some(mt) = media_type {
-        if DOCKER_SCHEMA1_TYPES.contains(&mt) || probe.schema_version == Some(1) {
+    if probe.schema_version == Some(1)
+        || media_type.is_some_and(|mt| DOCKER_SCHEMA1_TYPES.contains(&mt))
+    {
+        {
             return Err(
                 "is Docker schema 1, which berth does not support (hint: push the image again with a current tool)"
                     .to_string(),
@@ -168,7 +170,10 @@ mod tests {
             "layers": []
         });
         assert!(matches!(
-            parse(oci.to_string().as_bytes(), Some("application/vnd.oci.image.manifest.v1+json")),
+            parse(
+                oci.to_string().as_bytes(),
+                Some("application/vnd.oci.image.manifest.v1+json")
+            ),
             Ok(Manifest::Image(_))
         ));
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [
@@ -183,11 +188,16 @@ mod tests {
     #[test]
     fn refuses_schema1_oversize_and_unknown() {
         let s1 = serde_json::json!({"schemaVersion": 1, "name": "x", "fsLayers": []});
-        assert!(parse(s1.to_string().as_bytes(), None).unwrap_err().contains("schema 1"));
+        assert!(parse(s1.to_string().as_bytes(), None)
+            .unwrap_err()
+            .contains("schema 1"));
         let big = vec![b' '; (MAX_MANIFEST_BYTES + 1) as usize];
         assert_eq!(
             parse(&big, None).unwrap_err(),
-            format!("is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed", MAX_MANIFEST_BYTES + 1)
+            format!(
+                "is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
+                MAX_MANIFEST_BYTES + 1
+            )
         );
         let odd = serde_json::json!({"schemaVersion": 2, "mediaType": "application/x-other", "layers": []});
         assert_eq!(
@@ -202,9 +212,18 @@ mod tests {
             media_type: mt.to_string(),
             ..Default::default()
         };
-        assert_eq!(layer_compression(&desc("application/vnd.oci.image.layer.v1.tar")), Ok(Compression::None));
-        assert_eq!(layer_compression(&desc("application/vnd.oci.image.layer.v1.tar+zstd")), Ok(Compression::Zstd));
-        assert_eq!(layer_compression(&desc("application/vnd.docker.image.rootfs.diff.tar")), Ok(Compression::None));
+        assert_eq!(
+            layer_compression(&desc("application/vnd.oci.image.layer.v1.tar")),
+            Ok(Compression::None)
+        );
+        assert_eq!(
+            layer_compression(&desc("application/vnd.oci.image.layer.v1.tar+zstd")),
+            Ok(Compression::Zstd)
+        );
+        assert_eq!(
+            layer_compression(&desc("application/vnd.docker.image.rootfs.diff.tar")),
+            Ok(Compression::None)
+        );
         assert!(layer_compression(&desc("application/vnd.wasm.content.layer.v1+wasm")).is_err());
         assert!(check_config_type(&desc("application/vnd.cncf.helm.config.v1+json")).is_err());
     }

@@ -1,1 +1,37 @@
-//! images (work in progress)
+//! Images: pull from OCI registries (mirrors, loopback HTTP) or OCI layouts on disk, verify
+//! every blob's sha256, store content-addressed under the state dir, and unpack layers
+//! (confined, with overlayfs whiteouts) for the runtime to stack.
+//!
+//! On disk, under the state dir: `content/sha256/<hex>` (verified blobs), `content/tmp/`
+//! (downloads in progress, resumable), `layers/<hex of the layer blob>/` (unpacked layers),
+//! `layers/tmp/` (unpacks in progress), `images/<sha256 of the reference>.json` (records).
+
+mod config;
+mod content;
+mod digest;
+mod error;
+mod fetch;
+mod gc;
+mod layout;
+mod manifest;
+mod platform;
+mod record;
+mod reference;
+mod registry;
+mod remote;
+mod store;
+pub mod unpack;
+
+#[cfg(test)]
+mod unpack_tests;
+
+pub use config::ImageConfig;
+pub use digest::Digest;
+pub use error::{ImageError, Result};
+pub use fetch::PullProgress;
+pub use gc::GcReport;
+pub use layout::LocalSource;
+pub use platform::Platform;
+pub use reference::normalize_reference;
+pub use registry::{is_loopback_host, RegistryConfig};
+pub use store::{Image, ImageStore, StoreLimits};

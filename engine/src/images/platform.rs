@@ -115,7 +115,11 @@ fn arm_variant_of_host() -> String {
         s.lines()
             .find(|l| l.starts_with("CPU architecture"))
             .and_then(|l| l.split(':').nth(1))
-            .map(|v| v.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).to_string())
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .to_string()
+            })
     });
     match from_cpuinfo.as_deref() {
         Some(v @ ("5" | "6" | "7" | "8")) => format!("v{v}"),
@@ -147,7 +151,10 @@ pub fn select<'a>(entries: &'a [ImageIndexEntry], want: &Platform) -> Option<&'a
 
 /// "linux/amd64, linux/arm/v7" for an error message.
 pub fn offered(entries: &[ImageIndexEntry]) -> String {
-    let list: Vec<String> = entries.iter().map(|e| entry_platform(e).to_string()).collect();
+    let list: Vec<String> = entries
+        .iter()
+        .map(|e| entry_platform(e).to_string())
+        .collect();
     if list.is_empty() {
         "nothing (the index is empty)".to_string()
     } else {
@@ -187,36 +194,78 @@ mod tests {
     #[test]
     fn each_arm_level_gets_its_own_image() {
         let idx = docker_like_index();
-        assert_eq!(pick(&idx, Platform::new("linux", "amd64", None)), Some("01".into()));
-        assert_eq!(pick(&idx, Platform::new("linux", "arm", Some("v6"))), Some("03".into()));
-        assert_eq!(pick(&idx, Platform::new("linux", "arm", Some("v7"))), Some("04".into()));
-        assert_eq!(pick(&idx, Platform::new("linux", "arm64", None)), Some("05".into()));
-        assert_eq!(pick(&idx, Platform::new("linux", "aarch64", Some("v8"))), Some("05".into()));
-        assert_eq!(pick(&idx, Platform::new("linux", "x86_64", None)), Some("01".into()));
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "amd64", None)),
+            Some("01".into())
+        );
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "arm", Some("v6"))),
+            Some("03".into())
+        );
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "arm", Some("v7"))),
+            Some("04".into())
+        );
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "arm64", None)),
+            Some("05".into())
+        );
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "aarch64", Some("v8"))),
+            Some("05".into())
+        );
+        assert_eq!(
+            pick(&idx, Platform::new("linux", "x86_64", None)),
+            Some("01".into())
+        );
     }
 
     #[test]
     fn arm_levels_never_mix() {
         // Only v7 offered: a v6 device must not get it, nor a v8 (32-bit) one.
         let only_v7 = vec![entry(4, "linux", "arm", Some("v7"))];
-        assert_eq!(pick(&only_v7, Platform::new("linux", "arm", Some("v6"))), None);
-        assert_eq!(pick(&only_v7, Platform::new("linux", "arm", Some("v8"))), None);
+        assert_eq!(
+            pick(&only_v7, Platform::new("linux", "arm", Some("v6"))),
+            None
+        );
+        assert_eq!(
+            pick(&only_v7, Platform::new("linux", "arm", Some("v8"))),
+            None
+        );
         // Only v6 offered: a v7 device does not get it either.
         let only_v6 = vec![entry(3, "linux", "arm", Some("v6"))];
-        assert_eq!(pick(&only_v6, Platform::new("linux", "arm", Some("v7"))), None);
+        assert_eq!(
+            pick(&only_v6, Platform::new("linux", "arm", Some("v7"))),
+            None
+        );
         // arm64 is never served a 32-bit arm image, and the reverse.
-        assert_eq!(pick(&only_v7, Platform::new("linux", "arm64", Some("v8"))), None);
+        assert_eq!(
+            pick(&only_v7, Platform::new("linux", "arm64", Some("v8"))),
+            None
+        );
         let only_arm64 = vec![entry(5, "linux", "arm64", None)];
-        assert_eq!(pick(&only_arm64, Platform::new("linux", "arm", Some("v8"))), None);
+        assert_eq!(
+            pick(&only_arm64, Platform::new("linux", "arm", Some("v8"))),
+            None
+        );
         // An arm entry without a variant is v7 (as Docker and containerd read it).
         let bare_arm = vec![entry(7, "linux", "arm", None)];
-        assert_eq!(pick(&bare_arm, Platform::new("linux", "arm", Some("v7"))), Some("07".into()));
-        assert_eq!(pick(&bare_arm, Platform::new("linux", "arm", Some("v6"))), None);
+        assert_eq!(
+            pick(&bare_arm, Platform::new("linux", "arm", Some("v7"))),
+            Some("07".into())
+        );
+        assert_eq!(
+            pick(&bare_arm, Platform::new("linux", "arm", Some("v6"))),
+            None
+        );
     }
 
     #[test]
     fn other_os_and_attestations_never_match() {
-        let idx = vec![entry(1, "windows", "amd64", None), entry(6, "unknown", "unknown", None)];
+        let idx = vec![
+            entry(1, "windows", "amd64", None),
+            entry(6, "unknown", "unknown", None),
+        ];
         assert_eq!(pick(&idx, Platform::new("linux", "amd64", None)), None);
         assert_eq!(offered(&idx), "windows/amd64, unknown/unknown");
         assert_eq!(offered(&docker_like_index()), "linux/amd64, linux/arm/v5, linux/arm/v6, linux/arm/v7, linux/arm64/v8, unknown/unknown");

@@ -79,9 +79,10 @@ impl ImageRecord {
 
 /// `images/<sha256 of the normalized reference>.json`: a fixed-length, path-safe name.
 pub fn record_path(layout: &Layout, normalized_reference: &str) -> PathBuf {
-    layout
-        .images()
-        .join(format!("{}.json", Digest::of(normalized_reference.as_bytes()).hex()))
+    layout.images().join(format!(
+        "{}.json",
+        Digest::of(normalized_reference.as_bytes()).hex()
+    ))
 }
 
 /// Write durably (temp, fsync, rename).

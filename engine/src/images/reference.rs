@@ -114,13 +114,28 @@ mod tests {
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("library/nginx"), "docker.io/library/nginx:latest");
         assert_eq!(norm("bitnami/redis:7"), "docker.io/bitnami/redis:7");
-        assert_eq!(norm("docker.io/library/busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(norm("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("127.0.0.1:5000/library/busybox:1.36"), "127.0.0.1:5000/library/busybox:1.36");
+        assert_eq!(
+            norm("docker.io/library/busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            norm("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("127.0.0.1:5000/library/busybox:1.36"),
+            "127.0.0.1:5000/library/busybox:1.36"
+        );
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         assert_eq!(norm("ghcr.io/org/app/sub:v1"), "ghcr.io/org/app/sub:v1");
-        assert_eq!(norm(&format!("ghcr.io/org/app@{d}")), format!("ghcr.io/org/app@{d}"));
-        assert_eq!(norm(&format!("busybox:1.36@{d}")), format!("docker.io/library/busybox:1.36@{d}"));
+        assert_eq!(
+            norm(&format!("ghcr.io/org/app@{d}")),
+            format!("ghcr.io/org/app@{d}")
+        );
+        assert_eq!(
+            norm(&format!("busybox:1.36@{d}")),
+            format!("docker.io/library/busybox:1.36@{d}")
+        );
     }
 
     #[test]
@@ -142,13 +157,23 @@ mod tests {
 
     #[test]
     fn refuses_bad_references() {
-        for bad in ["", " busybox", "Busybox", "busybox@sha256:abc", "a//b", "busybox:"] {
+        for bad in [
+            "",
+            " busybox",
+            "Busybox",
+            "busybox@sha256:abc",
+            "a//b",
+            "busybox:",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} must be refused");
         }
         let upper = format!("busybox@sha256:{}", "AB".repeat(32));
         assert_eq!(
             ImageRef::parse(&upper).unwrap_err(),
-            format!("digest \"sha256:{}\" is not sha256:<64 lowercase hex>", "AB".repeat(32))
+            format!(
+                "digest \"sha256:{}\" is not sha256:<64 lowercase hex>",
+                "AB".repeat(32)
+            )
         );
     }
 }

@@ -69,7 +69,9 @@ fn parse_endpoint(config: &RegistryConfig, raw: &str) -> Result<Endpoint, Endpoi
         return Err(invalid("no host"));
     }
     if host.contains('/') || host.contains('@') || host.contains('?') || host.contains('#') {
-        return Err(invalid("only [http[s]://]host[:port] is supported, without a path"));
+        return Err(invalid(
+            "only [http[s]://]host[:port] is supported, without a path",
+        ));
     }
     let plain_http = match scheme {
         Some("https") => false,
@@ -143,7 +145,10 @@ mod tests {
     #[test]
     fn mirrors_come_first_then_the_registry() {
         let c = cfg(
-            &[("docker.io", &["http://127.0.0.1:5000", "https://mirror.example.com/"])],
+            &[(
+                "docker.io",
+                &["http://127.0.0.1:5000", "https://mirror.example.com/"],
+            )],
             &[],
         );
         assert_eq!(
@@ -154,12 +159,18 @@ mod tests {
                 ep("registry-1.docker.io", false)
             ]
         );
-        assert_eq!(endpoints_for(&c, "ghcr.io").unwrap(), vec![ep("ghcr.io", false)]);
+        assert_eq!(
+            endpoints_for(&c, "ghcr.io").unwrap(),
+            vec![ep("ghcr.io", false)]
+        );
         assert_eq!(
             endpoints_for(&c, "localhost:5000").unwrap(),
             vec![ep("localhost:5000", true)]
         );
-        assert_eq!(endpoints_for(&c, "[::1]:5000").unwrap(), vec![ep("[::1]:5000", true)]);
+        assert_eq!(
+            endpoints_for(&c, "[::1]:5000").unwrap(),
+            vec![ep("[::1]:5000", true)]
+        );
     }
 
     #[test]
@@ -172,12 +183,24 @@ mod tests {
                 host: "10.1.2.3:5000".to_string()
             }
         );
-        let c = cfg(&[("docker.io", &["http://10.1.2.3:5000"])], &["10.1.2.3:5000"]);
-        assert_eq!(endpoints_for(&c, "docker.io").unwrap()[0], ep("10.1.2.3:5000", true));
+        let c = cfg(
+            &[("docker.io", &["http://10.1.2.3:5000"])],
+            &["10.1.2.3:5000"],
+        );
+        assert_eq!(
+            endpoints_for(&c, "docker.io").unwrap()[0],
+            ep("10.1.2.3:5000", true)
+        );
         let c = cfg(&[("docker.io", &["reg.lan:5000"])], &["reg.lan"]);
-        assert_eq!(endpoints_for(&c, "docker.io").unwrap()[0], ep("reg.lan:5000", true));
+        assert_eq!(
+            endpoints_for(&c, "docker.io").unwrap()[0],
+            ep("reg.lan:5000", true)
+        );
         let c = cfg(&[], &["reg.lan:5000"]);
-        assert_eq!(endpoints_for(&c, "reg.lan:5000").unwrap(), vec![ep("reg.lan:5000", true)]);
+        assert_eq!(
+            endpoints_for(&c, "reg.lan:5000").unwrap(),
+            vec![ep("reg.lan:5000", true)]
+        );
     }
 
     #[test]
@@ -185,7 +208,10 @@ mod tests {
         for bad in ["ftp://x", "http://", "http://x/path", "http://user@x"] {
             let c = cfg(&[("docker.io", &[bad])], &[]);
             assert!(
-                matches!(endpoints_for(&c, "docker.io"), Err(EndpointProblem::Invalid { .. })),
+                matches!(
+                    endpoints_for(&c, "docker.io"),
+                    Err(EndpointProblem::Invalid { .. })
+                ),
                 "{bad} must be refused"
             );
         }
@@ -193,10 +219,22 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for yes in ["127.0.0.1", "127.1.2.3:80", "localhost:5000", "[::1]:5000", "::1"] {
+        for yes in [
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(is_loopback_host(yes), "{yes}");
         }
-        for no in ["10.0.0.1:5000", "example.com", "128.0.0.1", "[::2]:1", "localhost.example"] {
+        for no in [
+            "10.0.0.1:5000",
+            "example.com",
+            "128.0.0.1",
+            "[::2]:1",
+            "localhost.example",
+        ] {
             assert!(!is_loopback_host(no), "{no}");
         }
     }

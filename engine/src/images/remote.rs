@@ -65,7 +65,11 @@ impl Remote {
             .map_err(|e| describe(&e))?;
         let reference = image.at_host(&endpoint.host);
         let token = client
-            .auth(&reference, &RegistryAuth::Anonymous, RegistryOperation::Pull)
+            .auth(
+                &reference,
+                &RegistryAuth::Anonymous,
+                RegistryOperation::Pull,
+            )
             .await
             .map_err(|e| describe(&e))?;
         Ok(Remote {
@@ -106,10 +110,15 @@ impl Remote {
         let mut response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status();
         if !status.is_success() {
-            let body = read_bounded(&mut response, 64 * 1024).await.unwrap_or_default();
+            let body = read_bounded(&mut response, 64 * 1024)
+                .await
+                .unwrap_or_default();
             return Err(http_failure(status, &body));
         }
-        if response.content_length().is_some_and(|l| l > MAX_MANIFEST_BYTES) {
+        if response
+            .content_length()
+            .is_some_and(|l| l > MAX_MANIFEST_BYTES)
+        {
             return Err(format!(
                 "manifest {tag_or_digest} is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
                 response.content_length().unwrap_or_default()
@@ -131,7 +140,11 @@ impl Remote {
 
     /// Stream a blob from `offset` on (HTTP range; `offset` 0 asks for all of it). The error
     /// says whether trying again may help (connection trouble, 5xx) or not (404, 401).
-    pub async fn blob(&self, desc: &OciDescriptor, offset: u64) -> Result<BlobBody, (String, bool)> {
+    pub async fn blob(
+        &self,
+        desc: &OciDescriptor,
+        offset: u64,
+    ) -> Result<BlobBody, (String, bool)> {
         // Foreign-layer `urls` from the manifest are never followed: they would send
         // requests wherever an untrusted manifest points.
         let desc = OciDescriptor {
@@ -243,11 +256,24 @@ mod tests {
     #[test]
     fn registry_errors_read_well() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#;
-        assert_eq!(http_failure(reqwest::StatusCode::NOT_FOUND, body), "manifest unknown");
+        assert_eq!(
+            http_failure(reqwest::StatusCode::NOT_FOUND, body),
+            "manifest unknown"
+        );
         let body = br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#;
-        assert_eq!(http_failure(reqwest::StatusCode::NOT_FOUND, body), "blob unknown");
-        assert_eq!(http_failure(reqwest::StatusCode::BAD_GATEWAY, b""), "HTTP 502");
-        assert_eq!(http_failure(reqwest::StatusCode::BAD_GATEWAY, b" oops "), "HTTP 502: oops");
-        assert!(http_failure(reqwest::StatusCode::UNAUTHORIZED, b"{}").starts_with("access denied (HTTP 401"));
+        assert_eq!(
+            http_failure(reqwest::StatusCode::NOT_FOUND, body),
+            "blob unknown"
+        );
+        assert_eq!(
+            http_failure(reqwest::StatusCode::BAD_GATEWAY, b""),
+            "HTTP 502"
+        );
+        assert_eq!(
+            http_failure(reqwest::StatusCode::BAD_GATEWAY, b" oops "),
+            "HTTP 502: oops"
+        );
+        assert!(http_failure(reqwest::StatusCode::UNAUTHORIZED, b"{}")
+            .starts_with("access denied (HTTP 401"));
     }
 }

@@ -182,7 +182,9 @@ impl<R: Read> Read for LimitReader<R> {
                 }
             };
         }
-        let max = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..max])?;
         self.left -= n as u64;
         Ok(n)
@@ -235,7 +237,10 @@ impl Extractor {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -257,7 +262,11 @@ impl Extractor {
             .components()
             .any(|c| c.as_os_str().to_string_lossy().starts_with(WHITEOUT_PREFIX))
         {
-            if rel.components().next().is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(WHITEOUT_META_PREFIX)) {
+            if rel.components().next().is_some_and(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .starts_with(WHITEOUT_META_PREFIX)
+            }) {
                 // aufs metadata (.wh..wh.plnk/…): meaningless for overlayfs.
                 return Ok(());
             }
@@ -290,7 +299,8 @@ impl Extractor {
         match kind {
             EntryType::Directory => {
                 if fs::symlink_metadata(&path).is_err() {
-                    fs::create_dir(&path).map_err(|e| self.io(&name, "create directory", &path, e))?;
+                    fs::create_dir(&path)
+                        .map_err(|e| self.io(&name, "create directory", &path, e))?;
                 }
                 self.apply_owner_xattrs(&name, &path, &meta)?;
                 if over_whiteout {
@@ -343,7 +353,8 @@ impl Extractor {
                     return Ok(());
                 }
                 // linkat(2) without AT_SYMLINK_FOLLOW links the symlink itself, never its target.
-                fs::hard_link(&target, &path).map_err(|e| self.io(&name, "create hardlink", &path, e))?;
+                fs::hard_link(&target, &path)
+                    .map_err(|e| self.io(&name, "create hardlink", &path, e))?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let perm = Mode::from_bits_truncate(meta.mode & 0o7777);
@@ -367,7 +378,10 @@ impl Extractor {
                 self.set_mtime(&name, &path, meta.mtime)?;
             }
             other => {
-                return Err(refused(&name, format!("unsupported tar entry type {other:?}")));
+                return Err(refused(
+                    &name,
+                    format!("unsupported tar entry type {other:?}"),
+                ));
             }
         }
         Ok(())
@@ -407,7 +421,10 @@ impl Extractor {
                     ));
                 }
                 Ok(_) => {
-                    return Err(refused(name, format!("its parent {:?} is not a directory", self.rel(&dir))));
+                    return Err(refused(
+                        name,
+                        format!("its parent {:?} is not a directory", self.rel(&dir)),
+                    ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&dir).map_err(|e| self.io(name, "create directory", &dir, e))?;
@@ -430,20 +447,21 @@ impl Extractor {
         let mut dir = self.root.clone();
         for c in parent_rel.components() {
             dir.push(c);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                _ => {
-                    return Err(refused(
-                        name,
-                        format!("hardlink target {:?} is not inside this layer (or crosses a symlink)", rel),
-                    ))
-                }
-            }
+            let problem = match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) if m.file_type().is_symlink() => "crosses a symlink",
+                Ok(_) => "crosses a non-directory",
+                Err(_) => "does not exist in this layer",
+            };
+            return Err(refused(name, format!("hardlink target {rel:?} {problem}")));
         }
         let target = self.root.join(rel);
         match fs::symlink_metadata(&target) {
             Ok(m) if !m.is_dir() => Ok(target),
-            Ok(_) => Err(refused(name, format!("hardlink target {rel:?} is a directory"))),
+            Ok(_) => Err(refused(
+                name,
+                format!("hardlink target {rel:?} is a directory"),
+            )),
             Err(_) => Err(refused(
                 name,
                 format!("hardlink target {rel:?} does not exist in this layer"),
@@ -520,15 +538,28 @@ impl Extractor {
     }
 }
 
+fn or_zero_if_empty(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta> {
     let header = entry.header();
     let bad = |what: &str, e: io::Error| refused(name, format!("bad {what} in header: {e}"));
-    let mode = header.mode().map_err(|e| bad("mode", e))? & 0o7777;
-    let uid = header.uid().map_err(|e| bad("uid", e))?;
-    let gid = header.gid().map_err(|e| bad("gid", e))?;
-    let mtime = header.mtime().map_err(|e| bad("mtime", e))?;
-    let uid = u32::try_from(uid).map_err(|_| refused(name, format!("uid {uid} is out of range")))?;
-    let gid = u32::try_from(gid).map_err(|_| refused(name, format!("gid {gid} is out of range")))?;
+    // An empty numeric field reads as 0, as GNU tar does; garbage is refused.
+    let old = header.as_old();
+    let mode = or_zero_if_empty(&old.mode, header.mode().map(u64::from))
+        .map_err(|e| bad("mode", e))? as u32
+        & 0o7777;
+    let uid = or_zero_if_empty(&old.uid, header.uid()).map_err(|e| bad("uid", e))?;
+    let gid = or_zero_if_empty(&old.gid, header.gid()).map_err(|e| bad("gid", e))?;
+    let mtime = or_zero_if_empty(&old.mtime, header.mtime()).map_err(|e| bad("mtime", e))?;
+    let uid =
+        u32::try_from(uid).map_err(|_| refused(name, format!("uid {uid} is out of range")))?;
+    let gid =
+        u32::try_from(gid).map_err(|_| refused(name, format!("gid {gid} is out of range")))?;
     let mut xattrs = Vec::new();
     if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Read)? {
         for ext in exts {

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs every check and test of berth, installing what the tests need on a fresh Debian 12.
+# Must run as root: the tests create namespaces, cgroups and mounts (each under a unique
+# prefix, all removed at the end).
+set -eu
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "run-all.sh: the tests need root (namespaces, cgroups, mounts)" >&2; exit 1; }
+
+# Debian packages the tests use: a real OCI registry, real image tools, busybox for images.
+packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema coreutils"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests drive the real binary.
+cargo build -p berth
+cargo test --workspace

@@ -1,0 +1,339 @@
+//! A berth agent under test: the real binary, started with its own temp dirs, loopback port
+//! and cgroup parent, read through its HTTP API. Dropping it stops the agent and removes
+//! everything the test's containers left (processes, cgroups, dirs).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::Registry;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The berth binary: `$BERTH_BIN`, else `target/debug/berth` next to the test executable
+/// (the test command builds it first).
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-HASH -> target/debug/berth
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("berth"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "berth binary not found at {} (hint: run `cargo build -p berth` first, or set BERTH_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A unique prefix for every host object one test creates.
+pub fn unique_prefix() -> String {
+    format!(
+        "berth-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free loopback port")
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    pub root: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub addr: SocketAddr,
+    /// cgroup parent of this agent's containers, unique per test.
+    pub prefix: String,
+    config: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent whose `docker.io` mirror is the test registry.
+    pub fn start(registry: &Registry) -> anyhow::Result<Agent> {
+        let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let prefix = unique_prefix();
+        let manifests = root.path().join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let config = root.path().join("agent.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "manifests: {}\nstateDir: {}\nrunDir: {}\nlisten: {addr}\ncgroupParent: {prefix}\nregistries:\n  mirrors:\n    docker.io: [\"http://{}\"]\n",
+                manifests.display(),
+                root.path().join("state").display(),
+                root.path().join("run").display(),
+                registry.host()
+            ),
+        )?;
+        let mut agent = Agent {
+            child: None,
+            state_dir: root.path().join("state"),
+            run_dir: root.path().join("run"),
+            root,
+            manifests,
+            addr,
+            prefix,
+            config,
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(berth_bin())
+            .arg("agent")
+            .arg("--config")
+            .arg(&self.config)
+            .env("BERTH_LOG", "info,berth=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn berth agent")?;
+        self.child = Some(child);
+        self.wait_for("the api to answer", Duration::from_secs(20), |a| {
+            a.get("/healthz").ok()
+        })?;
+        Ok(())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("agent.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGTERM, and wait for the agent to exit; its containers keep running.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("agent is not running")?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("agent did not stop within 20s of SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the agent again on the same dirs.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+
+    /// GET on the agent's API: (status code, body).
+    pub fn request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            self.addr
+        )?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp
+            .split_once("\r\n\r\n")
+            .context("malformed HTTP response")?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .context("no status")?
+            .parse()?;
+        Ok((code, body.to_string()))
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
+        let (code, body) = self.request("GET", path)?;
+        if code != 200 {
+            bail!("GET {path}: HTTP {code}: {body}");
+        }
+        Ok(body)
+    }
+
+    pub fn containers(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(serde_json::from_str(&self.get("/v1/containers")?)?)
+    }
+
+    pub fn container(&self, name: &str) -> Option<Value> {
+        self.containers()
+            .ok()?
+            .into_iter()
+            .find(|c| c["name"] == name)
+    }
+
+    /// Polls `f` every 100ms until it returns Some, or fails with the agent's log.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Agent) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f(self) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                let state = self
+                    .containers()
+                    .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default());
+                bail!("timed out after {timeout:?} waiting for {what}\ncontainers: {state:?}\nagent log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until container `name` satisfies `pred`, and returns its status.
+    pub fn wait_container(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        self.wait_for(
+            &format!("container {name}: {what}"),
+            Duration::from_secs(30),
+            |a| a.container(name).filter(|c| pred(c)),
+        )
+    }
+
+    /// Writes a manifest atomically (temp file + rename), as editors and git do.
+    pub fn write_manifest(&self, file: &str, content: &str) -> anyhow::Result<()> {
+        let tmp = self.manifests.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, self.manifests.join(file))?;
+        Ok(())
+    }
+
+    pub fn remove_manifest(&self, file: &str) -> anyhow::Result<()> {
+        Ok(std::fs::remove_file(self.manifests.join(file))?)
+    }
+
+    /// The cgroup dirs of this agent's containers that exist now (any hierarchy).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        cgroup_dirs_with(&self.prefix)
+    }
+}
+
+/// Every dir under /sys/fs/cgroup whose path contains `prefix`, deepest first.
+pub fn cgroup_dirs_with(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if p.to_string_lossy().contains(prefix) {
+                walk(&p, prefix, depth + 1, out);
+                out.push(p);
+            } else if depth < 2 {
+                walk(&p, prefix, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), prefix, 0, &mut out);
+    out
+}
+
+/// What a test left on the host: cgroups with its prefix, mounts and processes under its dir.
+pub fn leaks(prefix: &str, dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = cgroup_dirs_with(prefix)
+        .iter()
+        .map(|p| format!("cgroup {}", p.display()))
+        .collect();
+    let dir_s = dir.display().to_string();
+    if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+        found.extend(
+            mi.lines()
+                .filter(|l| l.contains(&dir_s))
+                .map(|l| format!("mount {l}")),
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir_s) {
+                found.push(format!(
+                    "process {pid}: {}",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                ));
+            }
+        }
+    }
+    found
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        // Containers outlive the agent by design; a test must not leave them behind.
+        for dir in cgroup_dirs_with(&self.prefix) {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let dirs = cgroup_dirs_with(&self.prefix);
+            for d in &dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+            if cgroup_dirs_with(&self.prefix).is_empty() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Shims exit once their container is gone.
+        let dir = self.root.path().to_path_buf();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
