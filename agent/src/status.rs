@@ -70,6 +70,8 @@ struct Live {
     pulls: BTreeMap<String, PullStatus>,
     /// Container name → (manifest file, its error): the object's file does not load.
     manifest_errors: BTreeMap<String, (String, String)>,
+    /// Manifest file → its error, for files too broken to say which objects they hold.
+    file_errors: BTreeMap<String, String>,
 }
 
 impl LiveStatus {
@@ -85,8 +87,10 @@ impl LiveStatus {
         };
     }
 
-    pub fn set_manifest_errors(&self, errors: BTreeMap<String, (String, String)>) {
-        self.lock().manifest_errors = errors;
+    pub fn set_manifest_errors(&self, by_name: BTreeMap<String, (String, String)>, by_file: BTreeMap<String, String>) {
+        let mut live = self.lock();
+        live.manifest_errors = by_name;
+        live.file_errors = by_file;
     }
 
     /// Merges records with the live view. A container named only by a manifest that does not
@@ -97,6 +101,12 @@ impl LiveStatus {
         for r in records {
             let mut s = ContainerStatus::from_record(r);
             s.pull = live.pulls.get(&r.name).cloned();
+            if let Some(error) = live.file_errors.get(&r.source_file) {
+                s.message = Some(format!(
+                    "manifest {} does not load, keeping the last good version: {error}",
+                    r.source_file
+                ));
+            }
             out.insert(r.name.clone(), s);
         }
         for (name, (file, error)) in &live.manifest_errors {

@@ -143,6 +143,19 @@ async fn pulls_busybox_through_a_mirror_and_finds_it_again() {
     assert_eq!(store.lookup("busybox:1.36").unwrap(), Some(image.clone()));
     assert_eq!(store.lookup("busybox:1.35").unwrap(), None);
 
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].reference.as_str(), listed[0].digest.as_str()),
+        (REF, image.digest.as_str())
+    );
+    assert_eq!(listed[0].layers.len(), image.layers.len());
+    assert!(
+        listed[0].size > 1_000_000,
+        "busybox is over 1 MB: {}",
+        listed[0].size
+    );
+
     // A second pull reuses everything and gives the same image.
     let again = store
         .pull("busybox:1.36", &mirror_to(&registry), &no_progress())
@@ -540,7 +553,7 @@ async fn garbage_collection_keeps_what_is_in_use() {
 
     // In use: nothing goes.
     let report = store
-        .gc(&[reference.clone()], std::time::Duration::ZERO)
+        .gc(std::slice::from_ref(&reference), std::time::Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(report.images_removed, Vec::<String>::new());

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::duration::DurationSpec;
@@ -16,7 +17,7 @@ use crate::security::Security;
 use crate::signal::Signal;
 
 /// `spec` of a `Container`. Field names are the camelCase names of MANIFESTS.md.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSpec {
     /// Image reference: a tag or an `@sha256:` digest.
@@ -33,9 +34,11 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
+    #[schemars(with = "BTreeMap<String, crate::schema::ScalarString>")]
     pub env: BTreeMap<String, String>,
     /// Absolute paths of `KEY=value` files; their content is part of the spec hash.
     #[serde(default, deserialize_with = "absolute_paths")]
+    #[schemars(inner(regex(pattern = "^/")))]
     pub env_files: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -45,6 +48,7 @@ pub struct ContainerSpec {
     pub ports: Vec<Port>,
     /// Networks to join; `[default]` in bridge mode when left out, empty otherwise.
     #[serde(default, deserialize_with = "dns_labels")]
+    #[schemars(inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
     pub networks: Vec<String>,
     #[serde(default)]
     pub network_mode: NetworkMode,
@@ -71,6 +75,7 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub logging: Logging,
     #[serde(default, deserialize_with = "scalar_map")]
+    #[schemars(with = "BTreeMap<String, crate::schema::ScalarString>")]
     pub sysctls: BTreeMap<String, String>,
 }
 
@@ -133,7 +138,7 @@ fn absolute_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Er
     Ok(paths.into_iter().map(PathBuf::from).collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum PullPolicy {
     #[default]
     IfNotPresent,
@@ -141,7 +146,7 @@ pub enum PullPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum RestartPolicy {
     #[default]
     Always,
@@ -149,7 +154,7 @@ pub enum RestartPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     #[default]
@@ -158,7 +163,7 @@ pub enum NetworkMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,16 +174,17 @@ pub struct Resources {
     pub pids: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Dependency {
     #[serde(deserialize_with = "dns_label")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     #[serde(default)]
     pub condition: DependencyCondition,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum DependencyCondition {
     #[default]
     Started,
@@ -186,14 +192,14 @@ pub enum DependencyCondition {
     Completed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Update {
     #[serde(default)]
     pub strategy: UpdateStrategy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum UpdateStrategy {
     /// Pull the new image before the old container stops.
     #[default]
@@ -202,12 +208,13 @@ pub enum UpdateStrategy {
     KillThenDownload,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Logging {
     #[serde(default = "default_log_size")]
     pub max_size: ByteSize,
     #[serde(default = "default_log_files", deserialize_with = "at_least_one")]
+    #[schemars(range(min = 1))]
     pub max_files: u32,
 }
 

@@ -1,10 +1,11 @@
 //! Container health checks: an exec, HTTP or TCP probe and its timing.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::duration::DurationSpec;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "HealthcheckFields", into = "HealthcheckFields")]
 pub struct Healthcheck {
     pub probe: Probe,
@@ -27,23 +28,25 @@ pub enum Probe {
     Tcp(TcpProbe),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpProbe {
     #[serde(deserialize_with = "probe_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
     #[serde(default = "root_path")]
     pub path: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TcpProbe {
     #[serde(deserialize_with = "probe_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnhealthy {
     #[default]
@@ -64,11 +67,16 @@ const DEFAULT_TIMEOUT: DurationSpec = DurationSpec::from_secs(2);
 const DEFAULT_RETRIES: u32 = 3;
 const DEFAULT_START_PERIOD: DurationSpec = DurationSpec::from_secs(0);
 
-/// The YAML shape: exactly one of `exec`, `http`, `tcp`, plus timing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A health check: exactly one of `exec`, `http` or `tcp`, plus its timing.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    rename = "Healthcheck",
+    extend("oneOf" = [{"required": ["exec"]}, {"required": ["http"]}, {"required": ["tcp"]}])
+)]
 pub(crate) struct HealthcheckFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     exec: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     http: Option<HttpProbe>,
@@ -79,6 +87,7 @@ pub(crate) struct HealthcheckFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout: Option<DurationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_period: Option<DurationSpec>,

@@ -39,6 +39,7 @@ mod port;
 mod problem;
 mod quantity;
 mod refs;
+mod schema;
 mod security;
 mod signal;
 mod suggest;
@@ -61,6 +62,7 @@ pub use object::{Container, Kind, Metadata, Network, Object, ObjectRef, Volume, 
 pub use port::{Port, Protocol};
 pub use problem::Problem;
 pub use quantity::{ByteSize, Cpus, QuantityError};
+pub use schema::{json_schema, BYTE_SIZE_PATTERN, CPUS_PATTERN, DURATION_PATTERN};
 pub use security::{Capability, CapabilityChanges, CapabilityError, Security};
 pub use signal::{Signal, SignalError};
 pub use volume::{ReclaimPolicy, VolumeSpec};

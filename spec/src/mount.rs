@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::names::dns_label_error;
 use crate::quantity::ByteSize;
 
 /// One mount into the container at `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "MountFields", into = "MountFields")]
 pub struct Mount {
     pub path: PathBuf,
@@ -24,23 +25,30 @@ pub enum MountSource {
     Tmpfs(Tmpfs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tmpfs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<ByteSize>,
 }
 
-/// The YAML shape of a mount: exactly one of `volume`, `hostPath`, `tmpfs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A mount at `path` of exactly one of `volume`, `hostPath` or `tmpfs`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    rename = "Mount",
+    extend("oneOf" = [{"required": ["volume"]}, {"required": ["hostPath"]}, {"required": ["tmpfs"]}])
+)]
 pub(crate) struct MountFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^/"))]
     host_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tmpfs: Option<Tmpfs>,
+    #[schemars(regex(pattern = "^/"))]
     path: PathBuf,
     #[serde(default)]
     read_only: bool,
@@ -109,7 +117,7 @@ impl From<Mount> for MountFields {
 }
 
 /// A host device made available in the container.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "DeviceFields", into = "DeviceFields")]
 pub struct Device {
     pub host_path: PathBuf,
@@ -176,13 +184,17 @@ impl Default for DevicePermissions {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "Device")]
 pub(crate) struct DeviceFields {
+    #[schemars(regex(pattern = "^/"))]
     host_path: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^/"))]
     path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^(r?w?m?|r?m?w?|w?r?m?|w?m?r?|m?r?w?|m?w?r?)$"), length(min = 1))]
     permissions: Option<String>,
 }
 

@@ -2,21 +2,24 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::names::CheckedNumber;
 
 /// One port mapping; `hostPort` absent means the port is not published on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Port {
     #[serde(deserialize_with = "port_number")]
+    #[schemars(range(min = 1))]
     pub container_port: u16,
     #[serde(
         default,
         deserialize_with = "some_port_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(range(min = 1))]
     pub host_port: Option<u16>,
     #[serde(default)]
     pub protocol: Protocol,
@@ -25,7 +28,7 @@ pub struct Port {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {

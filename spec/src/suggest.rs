@@ -88,6 +88,16 @@ pub(crate) fn rewrite(path: &str, message: &str) -> String {
         };
         return format!("{prefix}unknown value `{value}`{sep}{hint}");
     }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some((field, _)) = rest.split_once('`') {
+            let at = if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            return format!("{at}missing field `{field}`{sep}add {field}, it is required here");
+        }
+    }
     if path == "." || path.is_empty() {
         message.to_string()
     } else {

@@ -1,6 +1,7 @@
 //! Shared fixtures for berth's end-to-end and engine tests: a real OCI registry on a loopback
 //! port and test images built by real tools (umoci, skopeo) from Debian's busybox-static.
 
+pub mod agent;
 pub mod image;
 pub mod registry;
 

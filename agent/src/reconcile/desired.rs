@@ -21,6 +21,8 @@ pub struct Desired {
     pub freeze_all: bool,
     /// Container name → (file, error) for objects named by a file that does not load.
     pub manifest_errors: BTreeMap<String, (String, String)>,
+    /// File → error, for every file that does not load.
+    pub file_errors: BTreeMap<String, String>,
 }
 
 impl Desired {
@@ -47,6 +49,7 @@ impl Desired {
                         d.manifest_errors.insert(o.name.clone(), (file.clone(), err.clone()));
                     }
                 }
+                d.file_errors.insert(file.clone(), err.clone());
                 d.frozen_files.insert(file);
             }
         }

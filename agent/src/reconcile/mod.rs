@@ -123,7 +123,7 @@ impl Reconciler {
         };
         self.report_problems(&load);
         let desired = Desired::from_load(&load);
-        self.live.set_manifest_errors(desired.manifest_errors.clone());
+        self.live.set_manifest_errors(desired.manifest_errors.clone(), desired.file_errors.clone());
 
         let records = match self.db.list_containers() {
             Ok(r) => r,

@@ -195,7 +195,7 @@ pub(super) async fn pull_local(
         media_type.as_deref(),
         &Platform::host(),
     )? {
-        Step::Done(r) => r,
+        Step::Done(r) => *r,
         Step::Fetch { digest, media_type } => {
             let bytes = dir
                 .read_blob_small(&digest)

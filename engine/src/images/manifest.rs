@@ -43,7 +43,7 @@ pub enum Compression {
 /// A parsed manifest.
 #[derive(Debug)]
 pub enum Manifest {
-    Image(OciImageManifest),
+    Image(Box<OciImageManifest>),
     Index(OciImageIndex),
 }
 
@@ -98,7 +98,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
             .map_err(|e| format!("is not a valid image index: {e}"))
     } else {
         serde_json::from_slice(bytes)
-            .map(Manifest::Image)
+            .map(|m| Manifest::Image(Box::new(m)))
             .map_err(|e| format!("is not a valid image manifest: {e}"))
     }
 }

@@ -21,6 +21,7 @@ mod registry;
 mod remote;
 mod store;
 pub mod unpack;
+mod zstd;
 
 #[cfg(test)]
 mod unpack_tests;
@@ -34,4 +35,4 @@ pub use layout::LocalSource;
 pub use platform::Platform;
 pub use reference::normalize_reference;
 pub use registry::{is_loopback_host, RegistryConfig};
-pub use store::{Image, ImageStore, StoreLimits};
+pub use store::{Image, ImageInfo, ImageStore, StoreLimits};

@@ -36,6 +36,19 @@ pub struct Image {
     pub layers: Vec<PathBuf>,
 }
 
+/// A recorded image, as `berth images` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub reference: String,
+    pub digest: String,
+    /// Compressed size of config and layers, in bytes.
+    pub size: u64,
+    /// Unix seconds of the pull.
+    pub pulled_at: u64,
+    /// Layer digests, lowest first.
+    pub layers: Vec<String>,
+}
+
 /// Bounds that protect the host from hostile or oversized images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -230,6 +243,22 @@ impl ImageStore {
         }))
     }
 
+    /// Every image recorded in the store, sorted by reference (for `berth images`).
+    pub fn list(&self) -> Result<Vec<ImageInfo>> {
+        let mut out: Vec<ImageInfo> = record::list(&self.layout)?
+            .into_iter()
+            .map(|(_, r)| ImageInfo {
+                reference: r.reference,
+                digest: r.digest,
+                size: r.size,
+                pulled_at: r.pulled_at,
+                layers: r.layers,
+            })
+            .collect();
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(out)
+    }
+
     /// Download config and layers of a resolved manifest, unpack and record the image.
     pub(super) async fn complete(
         &self,
@@ -263,11 +292,6 @@ impl ImageStore {
         for l in &m.layers {
             let digest = parse_digest(name, "a layer descriptor", &l.digest)?;
             let compression = manifest::layer_compression(l).map_err(bad_manifest)?;
-            if compression == Compression::Zstd {
-                return Err(bad_manifest(format!(
-                    "layer {digest} is zstd-compressed, which berth does not unpack (hint: push the image with gzip layers)"
-                )));
-            }
             let size = manifest::declared_size(l).map_err(bad_manifest)?;
             layers.push(LayerDesc {
                 desc: l.clone(),
@@ -333,9 +357,9 @@ impl ImageStore {
             .map(|(l, diff_id)| self.ensure_layer(name, source, l, diff_id, progress))
             .collect();
         let results: Vec<Result<PathBuf>> = futures_util::stream::iter(jobs)
-        .buffered(CONCURRENT_LAYERS)
-        .collect()
-        .await;
+            .buffered(CONCURRENT_LAYERS)
+            .collect()
+            .await;
         let layer_dirs = results.into_iter().collect::<Result<Vec<_>>>()?;
         progress.finish();
 
@@ -607,7 +631,7 @@ async fn resolve(
     )
     .map_err(ResolveFailure::Fatal)?;
     match resolved {
-        Step::Done(r) => Ok((remote, r)),
+        Step::Done(r) => Ok((remote, *r)),
         Step::Fetch { digest, media_type } => {
             let raw = remote
                 .manifest(&digest.to_string())
@@ -622,7 +646,7 @@ async fn resolve(
 
 /// The next step after reading the manifest a reference names.
 pub(super) enum Step {
-    Done(Resolved),
+    Done(Box<Resolved>),
     /// An index: fetch the platform manifest with this digest.
     Fetch {
         digest: Digest,
@@ -656,11 +680,11 @@ pub(super) fn resolve_manifest(
         reason,
     })?;
     match parsed {
-        Manifest::Image(manifest) => Ok(Step::Done(Resolved {
-            manifest,
+        Manifest::Image(manifest) => Ok(Step::Done(Box::new(Resolved {
+            manifest: *manifest,
             digest,
             bytes,
-        })),
+        }))),
         Manifest::Index(index) => {
             let entry =
                 platform::select(&index.manifests, host).ok_or_else(|| ImageError::NoPlatform {
@@ -695,7 +719,7 @@ pub(super) fn resolve_child(
     }
     match manifest::parse(&bytes, media_type) {
         Ok(Manifest::Image(manifest)) => Ok(Resolved {
-            manifest,
+            manifest: *manifest,
             digest: digest.clone(),
             bytes,
         }),

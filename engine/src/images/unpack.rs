@@ -107,10 +107,7 @@ pub fn open_blob(path: &Path) -> Result<Box<dyn Read>> {
     if got >= 2 && magic[..2] == [0x1f, 0x8b] {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
     } else if got == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(UnpackError::Unsupported(
-            "zstd-compressed layers are not supported (hint: push the image with gzip layers)"
-                .to_string(),
-        ))
+        Ok(Box::new(super::zstd::ZstdFrames::new(reader)))
     } else {
         Ok(Box::new(reader))
     }
