@@ -395,6 +395,45 @@ async fn pulls_from_oci_layout_and_archive_offline() {
         "{err}"
     );
 
+    // The same image recompressed with zstd by skopeo.
+    let zstd_layout = work.path().join("zstd");
+    let status = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-compress",
+            "--dest-compress-format",
+            "zstd",
+        ])
+        .arg(format!("oci:{}:1.36", layout.display()))
+        .arg(format!("oci:{}:1.36", zstd_layout.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "skopeo copy with zstd compression");
+    let zstd_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            zstd_layout
+                .join("blobs/sha256")
+                .join(&layout_manifest_digest(&zstd_layout)[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        zstd_manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let zstd_ref = format!("oci-layout:{}:1.36", zstd_layout.display());
+    let zstd_image = store
+        .pull(&zstd_ref, &RegistryConfig::default(), &no_progress())
+        .await
+        .unwrap();
+    assert_ne!(
+        zstd_image.layers, image.layers,
+        "a zstd layer is a different blob"
+    );
+    assert_is_busybox_image(&zstd_image);
+
     // The same image as an oci-archive tar.
     let archive = work.path().join("busybox.tar");
     let status = Command::new("skopeo")

@@ -53,6 +53,13 @@ fn none<S>() -> Option<S> {
     None
 }
 
+/// Kind and name from a header, when both are there.
+fn header_ref(header: &Header) -> Option<ObjectRef> {
+    let kind = header.kind.as_ref()?.as_str().and_then(Kind::parse)?;
+    let name = header.metadata.as_ref()?.get("name")?.as_str()?;
+    Some(ObjectRef::new(kind, name))
+}
+
 fn scalar_text(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => s.clone(),
@@ -130,7 +137,7 @@ impl Ctx<'_> {
 
 /// Turns serde's unknown field/variant errors into a message and a "did you mean" hint.
 fn message_with_suggestion(text: &str) -> String {
-    for marker in ["unknown field `", "unknown variant `"] {
+    for marker in ["unknown field `", "unknown variant `", "missing field `"] {
         if let Some(i) = text.find(marker) {
             let path = text[..i].strip_suffix(": ").unwrap_or(".");
             return suggest::rewrite(path, &text[i..]);
@@ -164,7 +171,14 @@ fn parse_into(ctx: &mut Ctx<'_>) -> Option<Object> {
     let guard = Guard::new();
     match guard.check(chunk.text) {
         Err(err) => {
-            ctx.yaml(&err, guard.breach.get());
+            let breach = guard.breach.get();
+            if breach.is_none() {
+                // Not an abuse case, so reading the header is safe; it names the object.
+                ctx.object_ref = serde_yaml::from_str::<Header>(chunk.text)
+                    .ok()
+                    .and_then(|h| header_ref(&h));
+            }
+            ctx.yaml(&err, breach);
             return None;
         }
         Ok(Top::Other(what)) => {
@@ -185,15 +199,7 @@ fn parse_into(ctx: &mut Ctx<'_>) -> Option<Object> {
     };
     let kind_text = header.kind.as_ref().map(scalar_text);
     let kind = kind_text.as_deref().and_then(Kind::parse);
-    let name = header
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .map(str::to_string);
-    if let (Some(kind), Some(name)) = (kind, &name) {
-        ctx.object_ref = Some(ObjectRef::new(kind, name.clone()));
-    }
+    ctx.object_ref = header_ref(&header);
     let mut header_ok = true;
     match header.api_version.as_ref().map(scalar_text) {
         None => {

@@ -151,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             rewrite("spec", "missing field `image`"),
-            "spec: missing field `image`"
+            "spec: missing field `image`; hint: add image, it is required here"
         );
         let m = rewrite("spec", "unknown field `<<`, expected one of `image`");
         assert!(m.contains("merge keys (<<) are not supported"), "{m}");

@@ -37,7 +37,7 @@ fn valid_fixtures_load_without_problems() {
     // Together they form one valid directory too (names unique, references hold).
     let r = load_files(all);
     assert_eq!(r.problems, Vec::new());
-    assert_eq!(r.objects.len(), 14);
+    assert_eq!(r.objects.len(), 11);
 }
 
 #[test]

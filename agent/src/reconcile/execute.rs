@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_engine::cgroups::Limits;
 use berth_engine::images::{Image, PullProgress};
-use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, ProcessOverrides};
+use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, NetworkNamespace, ProcessOverrides};
 use berth_engine::state::ContainerRecord;
 use berth_spec::{ContainerSpec, PullPolicy};
 
@@ -166,6 +166,7 @@ impl Reconciler {
                     layers: &image.layers,
                     process,
                     limits: limits(spec),
+                    network: NetworkNamespace::New,
                 })
                 .await
                 .map_err(|e| e.to_string()),

@@ -30,6 +30,22 @@ pub struct ShimConfig {
     pub log_path: PathBuf,
     /// Written atomically by the shim when the container's init exits.
     pub exit_path: PathBuf,
+    /// Which network namespace the container gets.
+    #[serde(default)]
+    pub network: NetworkNamespace,
+}
+
+/// The container's network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkNamespace {
+    /// A new, empty one with only `lo` (networkMode: none).
+    #[default]
+    New,
+    /// Join a prepared one, bind-mounted at this path (bridge networks).
+    Join(PathBuf),
+    /// The host's (networkMode: host).
+    Host,
 }
 
 impl ShimConfig {

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{access, chdir, execve, pivot_root, sethostname, AccessFlags};
 
-use super::config::ShimConfig;
+use super::config::{NetworkNamespace, ShimConfig};
 use crate::sys;
 
 /// "no such file or directory": errno text the way Go (and so runc, Docker) prints it.
@@ -37,6 +38,7 @@ fn io_text(e: &std::io::Error) -> String {
 
 /// Prepares the container and execs its process. Returns only on failure, with the message.
 pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
+    join_network(cfg)?;
     // Nothing we mount may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| format!("make / a slave mount: {}", errno_text(e)))?;
@@ -49,6 +51,17 @@ pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
     sys::net::set_link_up("lo").map_err(|e| format!("bring up lo: {}", io_text(&e)))?;
     chdir(cfg.cwd.as_str()).map_err(|e| format!("chdir to {}: {}", cfg.cwd, errno_text(e)))?;
     exec(cfg)
+}
+
+/// Enters the prepared network namespace (bridge networks). A new empty one was made by the
+/// clone itself; the host's needs nothing.
+fn join_network(cfg: &ShimConfig) -> Result<(), String> {
+    let NetworkNamespace::Join(path) = &cfg.network else {
+        return Ok(());
+    };
+    let ns = std::fs::File::open(path).map_err(|e| format!("open network namespace {}: {}", path.display(), io_text(&e)))?;
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("join network namespace {}: {}", path.display(), errno_text(e)))
 }
 
 /// overlayfs with the image's layers under a private upper dir. The mount data is one page,

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cgroups::{CgroupManager, Limits};
-pub use config::ShimConfig;
+pub use config::{NetworkNamespace, ShimConfig};
 pub use exit::ExitRecord;
 pub use process::{resolve as resolve_process, ImageDefaults, ProcessOverrides, ProcessSpec};
 pub use watch::ShimWatch;
@@ -51,6 +51,7 @@ pub struct ContainerRequest<'a> {
     pub layers: &'a [PathBuf],
     pub process: ProcessSpec,
     pub limits: Limits,
+    pub network: NetworkNamespace,
 }
 
 /// A container whose process runs.
@@ -127,6 +128,7 @@ impl Runtime {
             cgroups: cgroup.paths().to_vec(),
             log_path: self.log_path(req.id),
             exit_path,
+            network: req.network,
         };
         cfg.write(&bundle).map_err(io_err("write shim config", &bundle))?;
 

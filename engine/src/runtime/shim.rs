@@ -17,17 +17,24 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, Pid};
 
-use super::config::ShimConfig;
+use super::config::{NetworkNamespace, ShimConfig};
 use super::exit::{now_unix, ExitRecord};
 use super::init;
 use crate::sys::process::{exit_immediately, fork_into_namespaces, Forked};
 
-/// Namespaces every container gets (network: loopback only until networks are wired).
+/// Namespaces every container gets; the network namespace depends on its config.
 const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
     .union(CloneFlags::CLONE_NEWNS)
     .union(CloneFlags::CLONE_NEWUTS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
+    .union(CloneFlags::CLONE_NEWIPC);
+
+fn namespaces(cfg: &ShimConfig) -> CloneFlags {
+    match cfg.network {
+        NetworkNamespace::New => NAMESPACES | CloneFlags::CLONE_NEWNET,
+        // Joined with setns(2) in the init, before anything else.
+        NetworkNamespace::Join(_) | NetworkNamespace::Host => NAMESPACES,
+    }
+}
 
 /// Entry point of `berth shim DIR`. Returns the shim's own exit code.
 pub fn main(dir: &Path) -> i32 {
@@ -73,7 +80,7 @@ fn run(cfg: &ShimConfig) -> Result<(), String> {
         .into();
     let devnull: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?.into();
 
-    match fork_into_namespaces(NAMESPACES).map_err(|e| format!("clone container init: {e}"))? {
+    match fork_into_namespaces(namespaces(cfg)).map_err(|e| format!("clone container init: {e}"))? {
         Forked::Child => {
             drop(sync_w);
             drop(err_r);
