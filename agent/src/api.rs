@@ -95,6 +95,7 @@ mod tests {
             created_at: 10,
             started_at: Some(11),
             finished_at: None,
+            reason: None,
         })
         .unwrap();
         Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default() })

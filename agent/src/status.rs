@@ -26,6 +26,8 @@ pub struct ContainerStatus {
     pub state: String,
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
+    /// Why it ended: OOMKilled, Error or Completed.
+    pub reason: Option<String>,
     pub restart_count: u32,
     pub spec_hash: Option<String>,
     /// The last error, verbatim.
@@ -47,6 +49,7 @@ impl ContainerStatus {
             state: r.state.clone(),
             pid: if r.state == "running" { r.init_pid } else { None },
             exit_code: r.exit_code,
+            reason: r.reason.clone(),
             restart_count: r.restart_count,
             spec_hash: Some(r.spec_hash.clone()),
             message: r.message.clone(),
@@ -124,6 +127,7 @@ impl LiveStatus {
                             state: "failed".into(),
                             pid: None,
                             exit_code: None,
+                            reason: None,
                             restart_count: 0,
                             spec_hash: None,
                             message: Some(format!("manifest {file} does not load: {error}")),

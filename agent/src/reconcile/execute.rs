@@ -72,6 +72,7 @@ impl Reconciler {
             created_at: now_unix(),
             started_at: None,
             finished_at: None,
+            reason: None,
         };
         self.put(&rec);
         let image = match image {

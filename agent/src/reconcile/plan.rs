@@ -158,6 +158,7 @@ mod tests {
             created_at: 0,
             started_at: Some(100),
             finished_at: Some(100),
+            reason: None,
         }
     }
 

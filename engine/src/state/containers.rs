@@ -28,10 +28,12 @@ pub struct ContainerRecord {
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// Why it ended: `OOMKilled`, `Error` (non-zero exit), `Completed` (exit 0).
+    pub reason: Option<String>,
 }
 
 const COLUMNS: &str = "name, id, source_file, spec_hash, spec_json, image, image_digest, state, \
-    shim_pid, shim_start_time, init_pid, exit_code, restart_count, message, created_at, started_at, finished_at";
+    shim_pid, shim_start_time, init_pid, exit_code, restart_count, message, created_at, started_at, finished_at, reason";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRecord> {
     Ok(ContainerRecord {
@@ -52,6 +54,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRecord> {
         created_at: r.get::<_, i64>(14)? as u64,
         started_at: r.get::<_, Option<i64>>(15)?.map(|v| v as u64),
         finished_at: r.get::<_, Option<i64>>(16)?.map(|v| v as u64),
+        reason: r.get(17)?,
     })
 }
 
@@ -59,7 +62,7 @@ impl StateDb {
     pub fn put_container(&self, c: &ContainerRecord) -> Result<()> {
         self.with(|conn| {
             conn.execute(
-                &format!("INSERT OR REPLACE INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                &format!("INSERT OR REPLACE INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     c.name,
                     c.id,
@@ -78,6 +81,7 @@ impl StateDb {
                     c.created_at as i64,
                     c.started_at.map(|v| v as i64),
                     c.finished_at.map(|v| v as i64),
+                    c.reason,
                 ],
             )
             .map(|_| ())
@@ -134,6 +138,7 @@ mod tests {
             created_at: 1,
             started_at: Some(2),
             finished_at: None,
+            reason: None,
         }
     }
 

@@ -25,6 +25,18 @@ const MIGRATIONS: &[&str] = &[
         started_at      INTEGER,
         finished_at     INTEGER
     );",
+    // 2: why a container ended (OOMKilled, Error, Completed), and the last good version of
+    // every object, so a file that stops loading keeps its objects across agent restarts.
+    "ALTER TABLE containers ADD COLUMN reason TEXT;
+     CREATE TABLE last_good (
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        source_file TEXT NOT NULL,
+        spec_hash   TEXT NOT NULL,
+        object_json TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> Result<()> {
