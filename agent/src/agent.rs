@@ -55,7 +55,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {} (hint: set --listen to a free address)", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, "status api listening");
-    let app = api::router(Arc::new(ApiState { db: db.clone(), live: live.clone(), metrics: metrics.clone() }));
+    let app = api::router(Arc::new(ApiState {
+        db: db.clone(),
+        live: live.clone(),
+        metrics: metrics.clone(),
+        containers_dir: cfg.state_dir.join("containers"),
+    }));
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -43,6 +43,22 @@ enum Command {
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Print a container's output (stdout and stderr), from the running agent.
+    Logs {
+        name: String,
+        /// Keep printing new output until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+    },
     /// Internal: the per-container monitor process the agent starts.
     #[command(hide = true)]
     Shim { bundle: PathBuf },
@@ -66,6 +82,9 @@ fn main() -> ExitCode {
         Command::Shim { bundle } => ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8),
         Command::Validate { dirs } => ExitCode::from(cli::validate::run(&dirs) as u8),
         Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
+        Command::Logs { name, follow, tail, timestamps, addr } => {
+            report(cli::logs::run(addr, &cli::logs::LogsArgs { name, follow, tail, timestamps }))
+        }
         Command::Agent(flags) => {
             init_tracing();
             let cfg = match config::AgentConfig::load(&flags) {

@@ -48,7 +48,10 @@ pub struct ContainerSpec {
     pub ports: Vec<Port>,
     /// Networks to join; `[default]` in bridge mode when left out, empty otherwise.
     #[serde(default, deserialize_with = "dns_labels")]
-    #[schemars(inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(inner(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ))]
     pub networks: Vec<String>,
     #[serde(default)]
     pub network_mode: NetworkMode,
@@ -178,7 +181,10 @@ pub struct Resources {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Dependency {
     #[serde(deserialize_with = "dns_label")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     #[serde(default)]
     pub condition: DependencyCondition,

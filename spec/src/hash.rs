@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use crate::object::Object;
 
 /// Bumped when the meaning of a hashed field changes, so every object is recreated once.
-pub const HASH_SCHEMA_VERSION: &str = "berth-spec-hash/1";
+/// 2: `metadata.annotations` left out of the hash.
+pub const HASH_SCHEMA_VERSION: &str = "berth-spec-hash/2";
 
 /// `sha256:` and the hex digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
@@ -53,13 +54,28 @@ pub fn canonical_json(object: &Object) -> String {
     out
 }
 
-/// `sha256:<hex>` over the schema version, the canonical JSON and the digests of the
-/// object's env files (in `envFiles` order, each as returned by [`sha256_digest`]).
+/// The canonical JSON that the hash covers: kind, name, labels and spec, but not
+/// `metadata.annotations` — those are operational hints (`berth/prune`) that must not
+/// recreate a running object.
+fn hashed_json(object: &Object) -> String {
+    let mut value =
+        serde_json::to_value(object).expect("manifest objects always serialize to json");
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("annotations");
+    }
+    let mut out = String::new();
+    write_canonical(&value, &mut out);
+    out
+}
+
+/// `sha256:<hex>` over the schema version, the canonical JSON without annotations and the
+/// digests of the object's env files (in `envFiles` order, each as returned by
+/// [`sha256_digest`]).
 pub fn spec_hash(object: &Object, env_file_digests: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(HASH_SCHEMA_VERSION.as_bytes());
     h.update(b"\n");
-    h.update(canonical_json(object).as_bytes());
+    h.update(hashed_json(object).as_bytes());
     for digest in env_file_digests {
         h.update(b"\nenvFile ");
         h.update(digest.as_bytes());
@@ -101,5 +117,24 @@ mod tests {
             spec_hash(&web(&["a"]), &[env]),
             spec_hash(&web(&["a"]), &[sha256_digest(b"A=2\n")])
         );
+    }
+
+    #[test]
+    fn hash_covers_labels_but_not_annotations() {
+        let plain = web(&["a"]);
+        let base = spec_hash(&plain, &[]);
+        let mut annotated = plain.clone();
+        if let Object::Container(c) = &mut annotated {
+            c.metadata
+                .annotations
+                .insert("berth/prune".into(), "disabled".into());
+        }
+        assert_eq!(spec_hash(&annotated, &[]), base);
+        assert!(canonical_json(&annotated).contains(r#""annotations":{"berth/prune":"disabled"}"#));
+        let mut labelled = plain;
+        if let Object::Container(c) = &mut labelled {
+            c.metadata.labels.insert("app".into(), "web".into());
+        }
+        assert_ne!(spec_hash(&labelled, &[]), base);
     }
 }

@@ -89,7 +89,7 @@ pub(crate) struct FileEntry {
 }
 
 impl FileEntry {
-    fn problem(&mut self, pos: (usize, usize), object: Option<ObjectRef>, text: &str) {
+    pub(crate) fn problem(&mut self, pos: (usize, usize), object: Option<ObjectRef>, text: &str) {
         self.problems
             .push(Problem::from_text(self.path.clone(), pos, object, text));
     }
@@ -367,15 +367,4 @@ fn finish(dir_problems: Vec<Problem>, mut files: Vec<FileEntry>) -> LoadResult {
         result.problems.extend(f.problems);
     }
     result
-}
-
-impl FileEntry {
-    pub(crate) fn push_problem(
-        &mut self,
-        pos: (usize, usize),
-        object: Option<ObjectRef>,
-        text: &str,
-    ) {
-        self.problem(pos, object, text);
-    }
 }

@@ -41,7 +41,10 @@ pub struct Tmpfs {
 )]
 pub(crate) struct MountFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^/"))]
@@ -194,7 +197,10 @@ pub(crate) struct DeviceFields {
     #[schemars(regex(pattern = "^/"))]
     path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = "^(r?w?m?|r?m?w?|w?r?m?|w?m?r?|m?r?w?|m?w?r?)$"), length(min = 1))]
+    #[schemars(
+        regex(pattern = "^(r?w?m?|r?m?w?|w?r?m?|w?m?r?|m?r?w?|m?w?r?)$"),
+        length(min = 1)
+    )]
     permissions: Option<String>,
 }
 

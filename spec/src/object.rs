@@ -15,7 +15,9 @@ use crate::volume::VolumeSpec;
 /// The only `apiVersion` this crate reads.
 pub const API_VERSION: &str = "berth/v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Kind {
     Container,
     Network,
@@ -45,7 +47,9 @@ impl fmt::Display for Kind {
 }
 
 /// Kind and name, unique across a manifest directory. Displays as `Container/web`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub struct ObjectRef {
     pub kind: Kind,
     pub name: String,
@@ -71,7 +75,10 @@ impl fmt::Display for ObjectRef {
 pub struct Metadata {
     /// A DNS label, unique per kind.
     #[serde(deserialize_with = "dns_label")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

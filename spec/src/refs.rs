@@ -104,7 +104,7 @@ pub(crate) fn check(files: &mut [FileEntry]) {
     found.extend(port_conflicts(files, &containers));
     for ((f, d), pos, text) in found {
         let object = files[f].docs[d].object_ref.clone();
-        files[f].push_problem(pos, object, &text);
+        files[f].problem(pos, object, &text);
     }
 }
 

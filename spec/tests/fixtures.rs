@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use berth_spec::{load_files, LoadResult};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -32,7 +34,10 @@ fn valid_fixtures_load_without_problems() {
         let problems: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems, Vec::<String>::new(), "{}", path.display());
         assert!(!r.objects.is_empty(), "{} has no objects", path.display());
-        all.push((PathBuf::from(path.file_name().unwrap()), fs::read(&path).unwrap()));
+        all.push((
+            PathBuf::from(path.file_name().unwrap()),
+            fs::read(&path).unwrap(),
+        ));
     }
     // Together they form one valid directory too (names unique, references hold).
     let r = load_files(all);
@@ -47,7 +52,11 @@ fn invalid_fixtures_fail_with_the_expected_messages() {
     for path in fixtures("invalid") {
         let r = load_one(&path);
         let got: String = r.problems.iter().map(|p| format!("{p}\n")).collect();
-        assert!(!got.is_empty(), "{} loaded without problems", path.display());
+        assert!(
+            !got.is_empty(),
+            "{} loaded without problems",
+            path.display()
+        );
         assert!(r.objects.is_empty(), "{} yielded objects", path.display());
         let expected_path = path.with_extension("expected");
         if bless {

@@ -40,7 +40,11 @@ impl Rng {
 }
 
 fn random_container(rng: &mut Rng, name: &str, host_port: u16) -> Object {
-    let images = ["busybox:1.36", "docker.io/library/nginx:1.27", "localhost:5000/app"];
+    let images = [
+        "busybox:1.36",
+        "docker.io/library/nginx:1.27",
+        "localhost:5000/app",
+    ];
     let mut spec = ContainerSpec::new(*rng.pick(&images));
     if rng.chance(50) {
         spec.command = Some((0..rng.below(3)).map(|_| rng.text()).collect());
@@ -67,7 +71,9 @@ fn random_container(rng: &mut Rng, name: &str, host_port: u16) -> Object {
             path: "/tmp".into(),
             read_only: rng.chance(50),
             source: MountSource::Tmpfs(Tmpfs {
-                size: rng.chance(50).then(|| ByteSize::from_bytes(rng.below(1 << 30))),
+                size: rng
+                    .chance(50)
+                    .then(|| ByteSize::from_bytes(rng.below(1 << 30))),
             }),
         });
     }
@@ -78,10 +84,18 @@ fn random_container(rng: &mut Rng, name: &str, host_port: u16) -> Object {
             source: MountSource::HostPath("/etc/ssl/certs".into()),
         });
     }
-    spec.resources.memory = rng.chance(60).then(|| ByteSize::from_bytes(rng.below(1 << 34)));
-    spec.resources.cpus = rng.chance(60).then(|| Cpus::from_millis(1 + rng.below(8000)).unwrap());
+    spec.resources.memory = rng
+        .chance(60)
+        .then(|| ByteSize::from_bytes(rng.below(1 << 34)));
+    spec.resources.cpus = rng
+        .chance(60)
+        .then(|| Cpus::from_millis(1 + rng.below(8000)).unwrap());
     spec.resources.pids = rng.chance(30).then(|| rng.below(10_000));
-    spec.restart_policy = *rng.pick(&[RestartPolicy::Always, RestartPolicy::OnFailure, RestartPolicy::Never]);
+    spec.restart_policy = *rng.pick(&[
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ]);
     spec.stop_signal = Signal::from_number(1 + rng.below(31) as i32).unwrap();
     spec.stop_timeout = DurationSpec::from_millis(rng.below(10_000_000));
     if rng.chance(40) {
@@ -103,7 +117,10 @@ fn random_container(rng: &mut Rng, name: &str, host_port: u16) -> Object {
         });
     }
     if rng.chance(30) {
-        spec.security.capabilities.add.push(Capability::Number(rng.below(41) as u8));
+        spec.security
+            .capabilities
+            .add
+            .push(Capability::Number(rng.below(41) as u8));
         spec.security.capabilities.drop.push(Capability::All);
     }
     let mut metadata = Metadata::named(name);
@@ -237,7 +254,10 @@ fn hash_is_stable_under_reformatting_and_moving_between_files() {
             .collect();
         let baseline_files = vec![(
             "all.yaml".to_string(),
-            objects.iter().map(|o| format!("---\n{}", o.to_yaml())).collect::<String>(),
+            objects
+                .iter()
+                .map(|o| format!("---\n{}", o.to_yaml()))
+                .collect::<String>(),
         )];
         let baseline = load_texts(&baseline_files);
         assert_eq!(baseline.problems, Vec::new(), "case {case}");
@@ -247,7 +267,9 @@ fn hash_is_stable_under_reformatting_and_moving_between_files() {
             .map(|l| (l.object.name().to_string(), l.hash.clone()))
             .collect();
         // The same objects, restyled and spread over differently named files.
-        let mut files: Vec<(String, String)> = (0..3).map(|i| (format!("f{i}-{case}.yml"), String::new())).collect();
+        let mut files: Vec<(String, String)> = (0..3)
+            .map(|i| (format!("f{i}-{case}.yml"), String::new()))
+            .collect();
         for o in &objects {
             let value = serde_json::to_value(o).unwrap();
             let mut text = String::new();
@@ -272,13 +294,34 @@ fn hash_is_stable_under_reformatting_and_moving_between_files() {
 #[test]
 fn arbitrary_bytes_never_panic_the_loader() {
     let mut rng = Rng(0x5eed_0003);
-    let seed_texts: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/valid"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
+    let seed_texts: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/valid"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
     let specials: &[&[u8]] = &[
-        b"---\n", b"...\n", b"&a ", b"*a", b"<<: ", b"!!binary ", b"{", b"[", b"}", b"]", b"\t",
-        b": ", b"- ", b"|\n", b">-\n", b"%YAML 1.2\n", b"\"", b"'", b"#", b"\xff", b"\x00", b"? ",
+        b"---\n",
+        b"...\n",
+        b"&a ",
+        b"*a",
+        b"<<: ",
+        b"!!binary ",
+        b"{",
+        b"[",
+        b"}",
+        b"]",
+        b"\t",
+        b": ",
+        b"- ",
+        b"|\n",
+        b">-\n",
+        b"%YAML 1.2\n",
+        b"\"",
+        b"'",
+        b"#",
+        b"\xff",
+        b"\x00",
+        b"? ",
     ];
     for case in 0..400 {
         let mut bytes: Vec<u8> = if rng.chance(30) {
@@ -287,7 +330,11 @@ fn arbitrary_bytes_never_panic_the_loader() {
             rng.pick(&seed_texts).as_bytes().to_vec()
         };
         for _ in 0..rng.below(8) {
-            let at = if bytes.is_empty() { 0 } else { rng.below(bytes.len() as u64) as usize };
+            let at = if bytes.is_empty() {
+                0
+            } else {
+                rng.below(bytes.len() as u64) as usize
+            };
             match rng.below(4) {
                 0 => {
                     let s = *rng.pick(specials);

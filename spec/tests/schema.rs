@@ -44,7 +44,7 @@ fn python_jsonschema_agrees_with_the_fixtures() {
     )
     .unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let out = Command::new("python3")
+    let out = Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(CHECK)
         .arg(&schema_path)

@@ -92,6 +92,12 @@ impl Registry {
         s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
     }
 
+    /// The registry's storage root (`docker/registry/v2/...` below it), for tests that
+    /// corrupt blobs on purpose.
+    pub fn storage_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("storage")
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -31,7 +31,7 @@ spec:
 }
 
 /// Traps SIGTERM so a stop is graceful, and keeps running.
-const SERVE: &str = "trap 'exit 0' TERM; echo started; while :; do sleep 1 & wait $!; done";
+const SERVE: &str = "trap 'exit 0' TERM; echo started; echo ready >&2; while :; do sleep 1 & wait $!; done";
 
 fn pid_of(c: &Value) -> i32 {
     c["pid"].as_i64().expect("running container has a pid") as i32
@@ -116,8 +116,28 @@ fn manifest_to_running_container_and_back() {
     assert_eq!(std::fs::read_to_string(memory_dir.join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
     let procs = std::fs::read_to_string(memory_dir.join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == p), "pid {pid} not in {}: {procs}", memory_dir.display());
-    let log = std::fs::read_to_string(agent.state_dir.join("containers").join(&id).join("container.log")).unwrap();
-    assert_eq!(log, "started\n");
+    // Output is logged by the shim as JSON lines, one record per line and stream.
+    let logs = agent
+        .wait_for("two log records", Duration::from_secs(10), |a| {
+            a.get("/v1/containers/web/logs").ok().filter(|b| b.lines().count() == 2)
+        })
+        .unwrap();
+    let mut records: Vec<(String, String)> = logs
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
+            (v["stream"].as_str().unwrap().to_string(), v["log"].as_str().unwrap().to_string())
+        })
+        .collect();
+    records.sort();
+    assert_eq!(records, [("stderr".to_string(), "ready\n".to_string()), ("stdout".to_string(), "started\n".to_string())]);
+    let out = std::process::Command::new(berth_tests::agent::berth_bin())
+        .args(["logs", "--tail", "5", "--addr", &agent.addr.to_string(), "web"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), String::from_utf8_lossy(&out.stderr).as_ref()), ("started\n", "ready\n"));
 
     // Saving the same content again changes nothing.
     agent.write_manifest("web.yaml", &web(SERVE)).unwrap();

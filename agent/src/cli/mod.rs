@@ -1,4 +1,5 @@
 //! The client-side commands: they read manifests or the running agent's API, never change it.
 
+pub mod logs;
 pub mod ps;
 pub mod validate;

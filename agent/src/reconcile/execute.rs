@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use berth_engine::cgroups::Limits;
 use berth_engine::images::{Image, PullProgress};
+use berth_engine::runtime::logs::LogConfig;
 use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, NetworkNamespace, ProcessOverrides};
 use berth_engine::state::ContainerRecord;
 use berth_spec::{ContainerSpec, PullPolicy};
@@ -168,6 +169,7 @@ impl Reconciler {
                     process,
                     limits: limits(spec),
                     network: NetworkNamespace::New,
+                    log: LogConfig { max_size: spec.logging.max_size.bytes(), max_files: spec.logging.max_files },
                 })
                 .await
                 .map_err(|e| e.to_string()),
@@ -179,6 +181,7 @@ impl Reconciler {
                 rec.shim_start_time = Some(s.shim_start_time);
                 rec.init_pid = Some(s.init_pid);
                 rec.exit_code = None;
+                rec.reason = None;
                 rec.message = None;
                 rec.started_at = Some(now_unix());
                 rec.finished_at = None;

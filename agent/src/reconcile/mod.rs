@@ -241,7 +241,17 @@ impl Reconciler {
                     r.exit_code = exit.as_ref().map(|e| e.exit_code);
                     r.finished_at = Some(exit.as_ref().map(|e| e.finished_at).unwrap_or_else(now_unix));
                     r.message = exit.and_then(|e| e.error);
-                    tracing::info!(container = %name, exit_code = ?r.exit_code, "container exited");
+                    // The cgroup is fresh for every start, so any OOM kill it counts is this run's.
+                    let oom = self.runtime.cgroups().open(&id).oom_kill_count().unwrap_or(0) > 0;
+                    r.reason = Some(
+                        match (oom, r.exit_code) {
+                            (true, _) => "OOMKilled",
+                            (false, Some(0)) => "Completed",
+                            _ => "Error",
+                        }
+                        .to_string(),
+                    );
+                    tracing::info!(container = %name, exit_code = ?r.exit_code, reason = ?r.reason, "container exited");
                     if let Err(e) = self.db.put_container(&r) {
                         tracing::error!(container = %name, error = %e, "record container exit");
                     }

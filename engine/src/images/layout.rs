@@ -15,9 +15,8 @@ use super::error::{ImageError, Result};
 use super::fetch::{Progress, PullProgress};
 use super::manifest::MAX_MANIFEST_BYTES;
 use super::platform::Platform;
-use super::store::{
-    blocking, parse_digest, resolve_child, resolve_manifest, BlobSource, Image, ImageStore, Step,
-};
+use super::resolve::{resolve_child, resolve_manifest, Step};
+use super::store::{blocking, parse_digest, BlobSource, Image, ImageStore};
 use super::unpack::clean_path;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -19,6 +19,7 @@ mod record;
 mod reference;
 mod registry;
 mod remote;
+mod resolve;
 mod store;
 pub mod unpack;
 mod zstd;

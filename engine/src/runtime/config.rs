@@ -26,8 +26,10 @@ pub struct ShimConfig {
     pub hostname: String,
     /// Every cgroup dir the init process joins (one per v1 hierarchy, one on v2).
     pub cgroups: Vec<PathBuf>,
-    /// The container's stdout and stderr go here (appended).
+    /// The container's stdout and stderr go here, as JSON lines (see [`super::logs`]).
     pub log_path: PathBuf,
+    #[serde(default)]
+    pub log: super::logs::LogConfig,
     /// Written atomically by the shim when the container's init exits.
     pub exit_path: PathBuf,
     /// Which network namespace the container gets.

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod config;
 pub mod exit;
 pub mod init;
+pub mod logs;
 pub mod process;
 pub mod shim;
 pub mod watch;
@@ -52,6 +53,7 @@ pub struct ContainerRequest<'a> {
     pub process: ProcessSpec,
     pub limits: Limits,
     pub network: NetworkNamespace,
+    pub log: logs::LogConfig,
 }
 
 /// A container whose process runs.
@@ -111,6 +113,10 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove stale exit record", &exit_path)(e)),
         }
+        // A restart gets a fresh cgroup, so counters such as OOM kills describe this run only.
+        if let Err(errs) = self.cgroups.open(req.id).remove() {
+            tracing::debug!(id = req.id, errors = ?errs, "remove previous cgroup");
+        }
         let cgroup = self
             .cgroups
             .create(req.id, &req.limits)
@@ -129,6 +135,7 @@ impl Runtime {
             log_path: self.log_path(req.id),
             exit_path,
             network: req.network,
+            log: req.log,
         };
         cfg.write(&bundle).map_err(io_err("write shim config", &bundle))?;
 

@@ -5,13 +5,12 @@
 //!
 //! Protocol on stdout (one line): `started <pid>` or `error <message>`.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -20,6 +19,7 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, Pid};
 use super::config::{NetworkNamespace, ShimConfig};
 use super::exit::{now_unix, ExitRecord};
 use super::init;
+use super::logs::{LineBuffer, LogWriter};
 use crate::sys::process::{exit_immediately, fork_into_namespaces, Forked};
 
 /// Namespaces every container gets; the network namespace depends on its config.
@@ -70,32 +70,26 @@ fn run(cfg: &ShimConfig) -> Result<(), String> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
     let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create sync pipe: {e}"))?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create error pipe: {e}"))?;
-    let log: OwnedFd = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&cfg.log_path)
-        .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?
-        .into();
+    // The shim holds the container's stdio: it timestamps, frames and rotates the logs.
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create stdout pipe: {e}"))?;
+    let (errout_r, errout_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create stderr pipe: {e}"))?;
+    let log = LogWriter::open(&cfg.log_path, cfg.log.clone())
+        .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?;
     let devnull: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?.into();
 
     match fork_into_namespaces(namespaces(cfg)).map_err(|e| format!("clone container init: {e}"))? {
         Forked::Child => {
-            drop(sync_w);
-            drop(err_r);
-            child(cfg, sync_r, err_w, &log, &devnull)
+            drop((sync_w, err_r, out_r, errout_r, log));
+            child(cfg, sync_r, err_w, [&devnull, &out_w, &errout_w])
         }
         Forked::Parent(pid) => {
-            drop(sync_r);
-            drop(err_w);
-            drop(log);
-            parent(cfg, pid, sync_w, err_r)
+            drop((sync_r, err_w, out_w, errout_w, devnull));
+            parent(cfg, pid, sync_w, err_r, [out_r, errout_r], log)
         }
     }
 }
 
-fn child(cfg: &ShimConfig, sync_r: OwnedFd, err_w: OwnedFd, log: &OwnedFd, devnull: &OwnedFd) -> ! {
+fn child(cfg: &ShimConfig, sync_r: OwnedFd, err_w: OwnedFd, stdio: [&OwnedFd; 3]) -> ! {
     let mut err = std::fs::File::from(err_w);
     // Wait until the shim has put us into our cgroups; EOF means the shim gave up.
     let mut go = [0u8; 1];
@@ -103,10 +97,11 @@ fn child(cfg: &ShimConfig, sync_r: OwnedFd, err_w: OwnedFd, log: &OwnedFd, devnu
     if !matches!(sync.read(&mut go), Ok(1)) {
         exit_immediately(127);
     }
-    let stdio = dup2_stdin(devnull.as_fd())
-        .and_then(|_| dup2_stdout(log.as_fd()))
-        .and_then(|_| dup2_stderr(log.as_fd()));
-    let msg = match stdio {
+    // dup2 clears close-on-exec on the new descriptors 0, 1 and 2.
+    let result = dup2_stdin(stdio[0].as_fd())
+        .and_then(|_| dup2_stdout(stdio[1].as_fd()))
+        .and_then(|_| dup2_stderr(stdio[2].as_fd()));
+    let msg = match result {
         Err(e) => format!("set up stdio: {}", init::errno_text(e)),
         Ok(()) => match init::setup_and_exec(cfg) {
             Err(msg) => msg,
@@ -117,7 +112,14 @@ fn child(cfg: &ShimConfig, sync_r: OwnedFd, err_w: OwnedFd, log: &OwnedFd, devnu
     exit_immediately(127)
 }
 
-fn parent(cfg: &ShimConfig, pid: Pid, sync_w: OwnedFd, err_r: OwnedFd) -> Result<(), String> {
+fn parent(
+    cfg: &ShimConfig,
+    pid: Pid,
+    sync_w: OwnedFd,
+    err_r: OwnedFd,
+    outputs: [OwnedFd; 2],
+    mut log: LogWriter,
+) -> Result<(), String> {
     for dir in &cfg.cgroups {
         let procs = dir.join("cgroup.procs");
         if let Err(e) = std::fs::write(&procs, pid.as_raw().to_string()) {
@@ -143,11 +145,66 @@ fn parent(cfg: &ShimConfig, pid: Pid, sync_w: OwnedFd, err_r: OwnedFd) -> Result
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = dup2_stdout(null.as_fd());
     }
+    copy_logs(outputs, &mut log);
     let record = wait_for(pid);
     record
         .write(&cfg.exit_path)
         .map_err(|e| format!("write exit record {}: {e}", cfg.exit_path.display()))?;
     Ok(())
+}
+
+/// Copies the container's stdout and stderr into the log until both are closed — which
+/// happens when every process of the container is gone (the kernel kills the whole pid
+/// namespace when its init exits).
+fn copy_logs(outputs: [OwnedFd; 2], log: &mut LogWriter) {
+    const STREAMS: [&str; 2] = ["stdout", "stderr"];
+    let mut files: [Option<std::fs::File>; 2] = outputs.map(|fd| Some(std::fs::File::from(fd)));
+    let mut lines: [LineBuffer; 2] = Default::default();
+    let mut buf = [0u8; 8192];
+    let mut log_failed = false;
+    let mut emit = |log: &mut LogWriter, stream: &str, rec: &[u8]| {
+        if let Err(e) = log.write(stream, rec) {
+            if !log_failed {
+                eprintln!("berth shim: write log: {e}");
+                log_failed = true;
+            }
+        }
+    };
+    while files.iter().any(Option::is_some) {
+        let open: Vec<usize> = (0..2).filter(|i| files[*i].is_some()).collect();
+        let ready: Vec<usize> = {
+            let mut polls: Vec<PollFd<'_>> = open
+                .iter()
+                .filter_map(|i| files[*i].as_ref().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)))
+                .collect();
+            match poll(&mut polls, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("berth shim: poll container output: {e}");
+                    return;
+                }
+            }
+            open.iter()
+                .zip(&polls)
+                .filter(|(_, p)| !p.revents().unwrap_or(PollFlags::empty()).is_empty())
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        for i in &ready {
+            let n = match files[*i].as_mut().map(|f| f.read(&mut buf)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                _ => 0,
+            };
+            if n == 0 {
+                lines[*i].finish(&mut |rec| emit(log, STREAMS[*i], rec));
+                files[*i] = None;
+            } else {
+                lines[*i].push(&buf[..n], &mut |rec| emit(log, STREAMS[*i], rec));
+            }
+        }
+    }
 }
 
 /// Reaps every child until the container's init is gone, and says how it ended.

@@ -3,6 +3,8 @@
 //! survives agent restarts and power loss.
 
 mod containers;
+mod leases;
+mod networks;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use containers::ContainerRecord;
+pub use leases::LeaseRecord;
+pub use networks::NetworkRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

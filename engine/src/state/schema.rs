@@ -37,6 +37,31 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
         PRIMARY KEY (kind, name)
     );",
+    // 3: networks berth created (bridge or macvlan, with the host interface it owns) and the
+    // addresses it handed out. A lease is held until its container is removed.
+    "CREATE TABLE networks (
+        name        TEXT PRIMARY KEY,
+        spec_hash   TEXT NOT NULL,
+        driver      TEXT NOT NULL,
+        interface   TEXT NOT NULL,
+        subnet      TEXT NOT NULL,
+        gateway     TEXT NOT NULL,
+        internal    INTEGER NOT NULL,
+        source_file TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        network         TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        container_id    TEXT NOT NULL,
+        container_name  TEXT NOT NULL,
+        host_interface  TEXT NOT NULL,
+        interface       TEXT NOT NULL,
+        ports_json      TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        PRIMARY KEY (network, address)
+    );
+    CREATE UNIQUE INDEX leases_owner ON leases (network, container_id);",
 ];
 
 pub fn migrate(conn: &Connection) -> Result<()> {

@@ -2,5 +2,6 @@
 //! The rest of the engine calls these narrow, safe wrappers.
 
 pub mod net;
+pub mod netns;
 pub mod pidfd;
 pub mod process;

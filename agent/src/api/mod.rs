@@ -1,6 +1,9 @@
 //! The read-only HTTP status API. Only GET and HEAD are routed; nothing served here can start,
 //! stop or delete anything — the only way to change a host is a manifest.
 
+mod logs;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -18,19 +21,22 @@ pub struct ApiState {
     pub db: Arc<StateDb>,
     pub live: Arc<LiveStatus>,
     pub metrics: Arc<Metrics>,
+    /// `<stateDir>/containers`: each container's dir, with its logs.
+    pub containers_dir: PathBuf,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/containers", get(list_containers))
         .route("/v1/containers/{name}", get(get_container))
+        .route("/v1/containers/{name}/logs", get(logs::get_logs))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
@@ -98,7 +104,7 @@ mod tests {
             reason: None,
         })
         .unwrap();
-        Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default() })
+        Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default(), containers_dir: dir.join("containers") })
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {
