@@ -55,11 +55,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {} (hint: set --listen to a free address)", cfg.listen))?;
     tracing::info!(addr = %cfg.listen, "status api listening");
+    let last_load = Arc::new(crate::reconcile::last_load::LastLoad::new(cfg.manifests.clone()));
     let app = api::router(Arc::new(ApiState {
         db: db.clone(),
         live: live.clone(),
         metrics: metrics.clone(),
         containers_dir: cfg.state_dir.join("containers"),
+        last_load: last_load.clone(),
     }));
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
@@ -73,7 +75,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     let _watcher = crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
     tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
-    let reconciler = Arc::new(Reconciler::new(
+    let network_manager = berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
+    let mut reconciler = Reconciler::new(
         cfg.manifests.clone(),
         cfg.registries.clone(),
         db,
@@ -82,7 +85,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         live,
         metrics,
         tx,
-    ));
+    );
+    reconciler.allowed_host_paths = cfg.allowed_host_paths.clone();
+    reconciler.volumes_dir = cfg.state_dir.join("volumes");
+    reconciler.last_load = last_load;
+    reconciler.networks = Some(crate::reconcile::networks::Networks::new(network_manager, cfg.default_network));
+    let reconciler = Arc::new(reconciler);
     let control = tokio::spawn(reconciler.run(rx, shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berth_engine::images::RegistryConfig;
+use berth_engine::network::NetworkConfig;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "/etc/berth/agent.yaml";
@@ -21,6 +22,27 @@ pub struct FileConfig {
     pub cgroup_parent: Option<String>,
     #[serde(default)]
     pub registries: RegistryConfig,
+    /// Host paths (and device nodes) that manifests may mount. Default: none.
+    #[serde(default)]
+    pub allowed_host_paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub networks: NetworksFileConfig,
+}
+
+/// `networks:` of agent.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworksFileConfig {
+    /// Prefix of berth's bridges, veths and nftables table (1 to 7 of [a-z0-9]) [default: berth]
+    pub bridge_prefix: Option<String>,
+    /// Where subnets of networks without one come from [default: 10.89.0.0/16]
+    pub pool: Option<String>,
+    /// Prefix length of those subnets [default: 24]
+    pub subnet_length: Option<u8>,
+    /// The built-in network `default` [default: true]
+    pub default_network: Option<bool>,
+    /// The embedded DNS responder on each bridge's gateway [default: true]
+    pub dns: Option<bool>,
 }
 
 /// Flags of `berth agent`; each overrides the key of the same name.
@@ -55,6 +77,21 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     pub cgroup_parent: String,
     pub registries: RegistryConfig,
+    pub allowed_host_paths: Vec<PathBuf>,
+    pub networks: NetworkConfig,
+    pub default_network: bool,
+}
+
+fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
+    let pool_text = file.pool.as_deref().unwrap_or(NetworkConfig::DEFAULT_POOL);
+    let pool = pool_text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("networks.pool {pool_text:?}: {e} (hint: an IPv4 network like 10.89.0.0/16)"))?;
+    let prefix = file.bridge_prefix.as_deref().unwrap_or(NetworkConfig::DEFAULT_PREFIX);
+    let len = file.subnet_length.unwrap_or(NetworkConfig::DEFAULT_SUBNET_LEN);
+    let mut cfg = NetworkConfig::new(prefix, pool, len, run_dir).map_err(|e| anyhow::anyhow!("networks: {e}"))?;
+    cfg.dns = file.dns.unwrap_or(true);
+    Ok(cfg)
 }
 
 impl AgentConfig {
@@ -68,13 +105,18 @@ impl AgentConfig {
         if cgroup_parent.is_empty() || cgroup_parent.contains("..") || cgroup_parent.starts_with('/') {
             bail!("cgroupParent {cgroup_parent:?} must be a relative cgroup path without '..'");
         }
+        let run_dir: PathBuf = flags.run_dir.clone().or(file.run_dir).unwrap_or_else(|| "/run/berth".into());
+        let networks = network_config(&file.networks, &run_dir)?;
         Ok(AgentConfig {
+            networks,
+            default_network: file.networks.default_network.unwrap_or(true),
             manifests: flags.manifests.clone().or(file.manifests).unwrap_or_else(|| "/etc/berth/manifests.d".into()),
             state_dir: flags.state_dir.clone().or(file.state_dir).unwrap_or_else(|| "/var/lib/berth".into()),
-            run_dir: flags.run_dir.clone().or(file.run_dir).unwrap_or_else(|| "/run/berth".into()),
+            run_dir,
             listen: flags.listen.or(file.listen).unwrap_or_else(|| ([127, 0, 0, 1], 9470).into()),
             cgroup_parent,
             registries: file.registries,
+            allowed_host_paths: file.allowed_host_paths,
         })
     }
 }
@@ -121,5 +163,24 @@ mod tests {
         let flags = AgentFlags { config: Some(path.clone()), ..Default::default() };
         let err = AgentConfig::load(&flags).unwrap_err().to_string();
         assert!(err.starts_with(&format!("{}:2:1: unknown field `statedir`", path.display())), "{err}");
+    }
+
+    #[test]
+    fn network_keys_apply_and_bad_ones_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, "runDir: /r\nnetworks:\n  bridgePrefix: t1\n  pool: 10.90.0.0/20\n  subnetLength: 26\n  defaultNetwork: false\n  dns: false\n").unwrap();
+        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!((cfg.networks.prefix.as_str(), cfg.networks.pool.to_string(), cfg.networks.subnet_len), ("t1", "10.90.0.0/20".into(), 26));
+        assert_eq!((cfg.default_network, cfg.networks.dns), (false, false));
+        assert_eq!(cfg.networks.netns_path("c-1"), PathBuf::from("/r/netns/c-1"));
+        let defaults = AgentConfig::load(&AgentFlags { config: Some(dir.path().join("none.yaml")), ..Default::default() });
+        assert!(defaults.is_err(), "a missing config file named by --config is an error");
+        std::fs::write(&path, "networks:\n  bridgePrefix: Berth-Bridge\n").unwrap();
+        let err = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.starts_with("networks: network prefix \"Berth-Bridge\" must be"), "{err}");
+        std::fs::write(&path, "networks:\n  pool: 10.90.0.0\n").unwrap();
+        let err = AgentConfig::load(&AgentFlags { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.starts_with("networks.pool \"10.90.0.0\": "), "{err}");
     }
 }

@@ -33,6 +33,32 @@ enum Command {
     Validate {
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
+        /// `json`: the problems as a JSON array (`[]` when there are none).
+        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
+    /// Print the JSON Schema of manifest documents, for editors
+    /// (`# yaml-language-server: $schema=<file or url>`).
+    Schema,
+    /// Show what the running agent would do if DIR were its manifest directory.
+    ///
+    /// Loads DIR (default: the agent's own manifest directory) with the agent's loader, reads
+    /// the agent's containers through its API, and decides with the agent's own planner:
+    /// `+` create, `~` recreate (with the fields that changed), `-` remove, `*` frozen (the
+    /// file does not load; its objects stay at their last good version). Changes nothing.
+    /// There is no registry traffic: a tag is not resolved, so an image digest change is
+    /// shown only for images pinned by digest (`image@sha256:…`) in the manifest.
+    Plan {
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+        /// Exit 2 when there are changes (0 when none, 1 on error).
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// List the running agent's containers.
     Ps {
@@ -80,7 +106,21 @@ fn main() -> ExitCode {
     match cli.command {
         // The shim must stay single-threaded (it forks): no runtime, no tracing threads.
         Command::Shim { bundle } => ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8),
-        Command::Validate { dirs } => ExitCode::from(cli::validate::run(&dirs) as u8),
+        Command::Validate { dirs, output } => ExitCode::from(match output.as_str() {
+            "json" => cli::validate::run_json(&dirs),
+            _ => cli::validate::run(&dirs),
+        } as u8),
+        Command::Schema => {
+            cli::schema::run();
+            ExitCode::SUCCESS
+        }
+        Command::Plan { dir, addr, output, detailed_exitcode } => {
+            let args = cli::plan::PlanArgs { dir, addr, json: output == "json", detailed_exitcode };
+            match cli::plan::run(&args) {
+                Ok(code) => ExitCode::from(code as u8),
+                Err(e) => report(Err(e)),
+            }
+        }
         Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
         Command::Logs { name, follow, tail, timestamps, addr } => {
             report(cli::logs::run(addr, &cli::logs::LogsArgs { name, follow, tail, timestamps }))

@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod images;
+pub mod network;
 pub mod runtime;
 pub mod state;
 pub mod sys;

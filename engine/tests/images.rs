@@ -562,13 +562,30 @@ async fn garbage_collection_keeps_what_is_in_use() {
     assert_eq!(entries(&state.path().join("layers")), vec!["tmp"]);
 }
 
-#[test]
-fn pull_future_is_send() {
-    fn assert_send<T: Send>(_: &T) {}
+#[tokio::test]
+async fn a_pull_can_be_spawned() {
+    // The agent spawns pulls: the future must be Send for any lifetime (a lazy iterator
+    // adapter held across an await breaks that, and only a real spawn shows it).
     let state = state_dir();
-    let store = ImageStore::open(state.path()).unwrap();
-    let config = RegistryConfig::default();
-    let progress = no_progress();
-    let fut = store.pull("busybox", &config, &progress);
-    assert_send(&fut);
+    let store = std::sync::Arc::new(ImageStore::open(state.path()).unwrap());
+    let config = RegistryConfig {
+        mirrors: [(
+            "docker.io".to_string(),
+            vec!["http://10.66.0.1:5000".to_string()],
+        )]
+        .into(),
+        insecure: vec![],
+    };
+    let task = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let progress = |_: PullProgress| {};
+            store
+                .pull("busybox", &config, &progress)
+                .await
+                .map(|i| i.digest)
+        }
+    });
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, ImageError::InsecureEndpoint { .. }), "{err}");
 }

@@ -55,6 +55,22 @@ fn free_port() -> u16 {
         .expect("free loopback port")
 }
 
+/// Unless the test sets its own `networks:`, a bridge prefix and address pool of this agent
+/// alone: agents of concurrent tests must not share bridges, subnets or nftables tables.
+fn network_config(prefix: &str, extra_config: &str) -> String {
+    if extra_config.contains("networks:") {
+        return String::new();
+    }
+    // FNV-1a: a short, stable name from the unique prefix.
+    let h = prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!(
+        "networks:\n  bridgePrefix: t{:06x}\n  pool: 10.{}.{}.0/21\n",
+        h & 0xff_ffff,
+        64 + (h >> 24) % 96,
+        ((h >> 32) % 32) * 8
+    )
+}
+
 pub struct Agent {
     child: Option<Child>,
     pub root: tempfile::TempDir,
@@ -70,6 +86,11 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent whose `docker.io` mirror is the test registry.
     pub fn start(registry: &Registry) -> anyhow::Result<Agent> {
+        Agent::start_with(registry, "")
+    }
+
+    /// Like [`Agent::start`], with more agent config (YAML keys) appended.
+    pub fn start_with(registry: &Registry, extra_config: &str) -> anyhow::Result<Agent> {
         let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let prefix = unique_prefix();
         let manifests = root.path().join("manifests");
@@ -84,7 +105,8 @@ impl Agent {
                 root.path().join("state").display(),
                 root.path().join("run").display(),
                 registry.host()
-            ),
+            ) + &network_config(&prefix, extra_config)
+                + extra_config,
         )?;
         let mut agent = Agent {
             child: None,
@@ -128,6 +150,14 @@ impl Agent {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: the agent dies at once, as in a crash; its containers keep running.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("agent is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     /// SIGTERM, and wait for the agent to exit; its containers keep running.
@@ -244,6 +274,31 @@ impl Agent {
         Ok(std::fs::remove_file(self.manifests.join(file))?)
     }
 
+    /// Ends a test the way an operator would: every manifest removed, berth given the time
+    /// to stop and remove every container, the agent stopped. Returns what is left on the
+    /// host (cgroups, mounts, processes of this test) — it should be nothing.
+    pub fn finish(mut self) -> anyhow::Result<Vec<String>> {
+        for e in std::fs::read_dir(&self.manifests)? {
+            std::fs::remove_file(e?.path())?;
+        }
+        self.wait_for("every container to be removed", Duration::from_secs(60), |a| {
+            a.containers().ok().filter(|c| c.is_empty())
+        })?;
+        self.stop()?;
+        // The parent cgroup is berth's to keep (containers may outlive the agent); the test
+        // removes it. rmdir fails while a container cgroup is still inside: that is a leak.
+        for d in cgroup_dirs_with(&self.prefix).iter().filter(|d| d.file_name().is_some_and(|n| *n == *self.prefix)) {
+            let _ = std::fs::remove_dir(d);
+        }
+        let dir = self.root.path().to_path_buf();
+        // Shims exit a moment after their container.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(leaks(&self.prefix, &dir))
+    }
+
     /// The cgroup dirs of this agent's containers that exist now (any hierarchy).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         cgroup_dirs_with(&self.prefix)
@@ -329,8 +384,14 @@ impl Drop for Agent {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Shims exit once their container is gone.
+        // Mounts berth left under the test's dir (a failed test): lazily unmounted.
         let dir = self.root.path().to_path_buf();
+        if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for target in mi.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&*dir.to_string_lossy())) {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        // Shims exit once their container is gone.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));

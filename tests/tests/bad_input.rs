@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use berth_tests::agent::{berth_bin, leaks, Agent};
+use berth_tests::agent::{berth_bin, Agent};
 use berth_tests::{push_busybox, Registry};
 
 fn container(name: &str, image: &str, command: &str, policy: &str) -> String {
@@ -91,9 +91,7 @@ fn failures_are_reported_and_contained() {
         assert_eq!(code, 405, "{method}");
     }
 
-    let (prefix, dir) = (agent.prefix.clone(), agent.root.path().to_path_buf());
-    drop(agent);
-    let left = leaks(&prefix, &dir);
+    let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use berth_tests::agent::{leaks, Agent};
+use berth_tests::agent::Agent;
 use berth_tests::{push_busybox, Registry};
 use serde_json::Value;
 
@@ -200,8 +200,6 @@ fn manifest_to_running_container_and_back() {
         .expect("histogram count");
     assert!(count >= 1.0, "{metrics}");
 
-    let (prefix, dir) = (agent.prefix.clone(), agent.root.path().to_path_buf());
-    drop(agent);
-    let left = leaks(&prefix, &dir);
+    let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
 }

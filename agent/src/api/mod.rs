@@ -2,6 +2,8 @@
 //! stop or delete anything — the only way to change a host is a manifest.
 
 mod logs;
+mod manifests;
+pub mod plan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// `<stateDir>/containers`: each container's dir, with its logs.
     pub containers_dir: PathBuf,
+    /// What the reconciler's last pass loaded from the manifest directory.
+    pub last_load: Arc<crate::reconcile::last_load::LastLoad>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -30,6 +34,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/containers", get(list_containers))
         .route("/v1/containers/{name}", get(get_container))
         .route("/v1/containers/{name}/logs", get(logs::get_logs))
+        .route("/v1/manifests", get(manifests::get_manifests))
+        .route("/v1/plan", get(plan::get_plan))
+        .route("/v1/state", get(plan::get_state))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -104,7 +111,7 @@ mod tests {
             reason: None,
         })
         .unwrap();
-        Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default(), containers_dir: dir.join("containers") })
+        Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default(), containers_dir: dir.join("containers"), last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(dir.join("manifests"))) })
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {

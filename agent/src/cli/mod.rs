@@ -1,5 +1,7 @@
 //! The client-side commands: they read manifests or the running agent's API, never change it.
 
 pub mod logs;
+pub mod plan;
 pub mod ps;
+pub mod schema;
 pub mod validate;

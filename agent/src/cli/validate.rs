@@ -23,3 +23,18 @@ pub fn run(dirs: &[PathBuf]) -> i32 {
         1
     }
 }
+
+/// `-o json`: every problem of every directory as one JSON array (the loader's `Problem`s:
+/// `file`, `line`, `column`, `object`, `message`, `hint`); `[]` when there are none.
+/// Returns the exit code, as [`run`] does.
+pub fn run_json(dirs: &[PathBuf]) -> i32 {
+    let problems: Vec<berth_spec::Problem> = dirs
+        .iter()
+        .flat_map(|d| berth_spec::load_dir(d).problems)
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&problems).expect("problems always serialize")
+    );
+    i32::from(!problems.is_empty())
+}

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_spec::{ContainerSpec, LoadResult, Object};
+use berth_spec::{ContainerSpec, LoadResult, NetworkSpec, Object};
 
 #[derive(Clone, Debug)]
 pub struct DesiredContainer {
@@ -12,9 +12,19 @@ pub struct DesiredContainer {
     pub source_file: String,
 }
 
+#[derive(Clone, Debug)]
+pub struct DesiredNetwork {
+    pub name: String,
+    pub spec: NetworkSpec,
+    pub hash: String,
+    pub source_file: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Desired {
     pub containers: BTreeMap<String, DesiredContainer>,
+    /// Networks the manifests define (the built-in `default` is added by the reconciler).
+    pub networks: BTreeMap<String, DesiredNetwork>,
     /// Files that do not load: their objects keep their last good version.
     pub frozen_files: BTreeSet<String>,
     /// The directory itself could not be read: prune nothing at all.
@@ -29,6 +39,17 @@ impl Desired {
     pub fn from_load(load: &LoadResult) -> Desired {
         let mut d = Desired::default();
         for loaded in &load.objects {
+            if let Object::Network(n) = &loaded.object {
+                d.networks.insert(
+                    n.metadata.name.clone(),
+                    DesiredNetwork {
+                        name: n.metadata.name.clone(),
+                        spec: n.spec.clone(),
+                        hash: loaded.hash.clone(),
+                        source_file: loaded.source.file.display().to_string(),
+                    },
+                );
+            }
             if let Object::Container(c) = &loaded.object {
                 d.containers.insert(
                     c.metadata.name.clone(),

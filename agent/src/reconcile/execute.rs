@@ -7,7 +7,8 @@ use std::time::Duration;
 use berth_engine::cgroups::Limits;
 use berth_engine::images::{Image, PullProgress};
 use berth_engine::runtime::logs::LogConfig;
-use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, NetworkNamespace, ProcessOverrides};
+use berth_engine::runtime::security::SecurityConfig;
+use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, ProcessOverrides};
 use berth_engine::state::ContainerRecord;
 use berth_spec::{ContainerSpec, PullPolicy};
 
@@ -158,9 +159,17 @@ impl Reconciler {
                 working_dir: image.config.working_dir.as_deref(),
             },
         );
-        let started = match process {
-            Err(e) => Err(e.to_string()),
-            Ok(process) => self
+        let mounts = super::mounts::container_mounts(spec, &self.volumes_dir, &self.allowed_host_paths);
+        // The network namespace is wired (and the etc files written) before the start.
+        let network = match (&process, &mounts) {
+            (Ok(_), Ok(_)) => self.attach_networks(&rec, d).await,
+            _ => Err(String::new()),
+        };
+        let started = match (process, mounts, network) {
+            (Err(e), _, _) => Err(e.to_string()),
+            (_, Err(e), _) => Err(e),
+            (_, _, Err(e)) => Err(e),
+            (Ok(process), Ok(mounts), Ok((network, etc_files))) => self
                 .runtime
                 .start(ContainerRequest {
                     id: &rec.id,
@@ -168,8 +177,14 @@ impl Reconciler {
                     layers: &image.layers,
                     process,
                     limits: limits(spec),
-                    network: NetworkNamespace::New,
+                    network,
                     log: LogConfig { max_size: spec.logging.max_size.bytes(), max_files: spec.logging.max_files },
+                    security: SecurityConfig::from_spec(spec),
+                    mounts: mounts.mounts,
+                    devices: mounts.devices,
+                    unmasked: spec.security.privileged,
+                    readonly_rootfs: spec.security.read_only_root_filesystem,
+                    etc_files,
                 })
                 .await
                 .map_err(|e| e.to_string()),
@@ -214,7 +229,7 @@ impl Reconciler {
         let mut last = Vec::new();
         for _ in 0..50 {
             match self.runtime.remove(&old.id) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.detach_networks(&old.id).await,
                 Err(errs) => last = errs,
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

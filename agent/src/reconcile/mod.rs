@@ -3,8 +3,14 @@
 //! events, container exits, finished actions, due restarts and a periodic resync.
 
 pub mod desired;
+pub mod diff;
 mod execute;
+pub mod last_good;
+pub mod last_load;
+pub mod mounts;
+pub mod networks;
 pub mod plan;
+pub mod preview;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -17,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::status::LiveStatus;
-use desired::Desired;
+use last_load::LastLoad;
 
 /// Why a pass runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +51,14 @@ pub struct Reconciler {
     busy: Mutex<BTreeSet<String>>,
     not_before: Mutex<BTreeMap<String, u64>>,
     last_problems: Mutex<Vec<String>>,
+    /// What the last pass loaded, shared with the API.
+    pub last_load: Arc<LastLoad>,
+    /// Host paths (and devices) manifests may mount; none by default.
+    pub allowed_host_paths: Vec<std::path::PathBuf>,
+    /// `<stateDir>/volumes`: named volumes.
+    pub volumes_dir: std::path::PathBuf,
+    /// Networking (bridges, leases, ports); None: every container gets an empty namespace.
+    pub networks: Option<networks::Networks>,
 }
 
 pub fn now_unix() -> u64 {
@@ -63,6 +77,7 @@ impl Reconciler {
         metrics: Arc<Metrics>,
         triggers: mpsc::UnboundedSender<Trigger>,
     ) -> Reconciler {
+        let last_load = Arc::new(LastLoad::new(manifests.clone()));
         Reconciler {
             manifests,
             registries,
@@ -75,6 +90,10 @@ impl Reconciler {
             busy: Mutex::default(),
             not_before: Mutex::default(),
             last_problems: Mutex::default(),
+            last_load,
+            allowed_host_paths: Vec::new(),
+            volumes_dir: std::path::PathBuf::new(),
+            networks: None,
         }
     }
 
@@ -122,8 +141,10 @@ impl Reconciler {
             }
         };
         self.report_problems(&load);
-        let desired = Desired::from_load(&load);
+        let desired = self.desired_state(&load);
         self.live.set_manifest_errors(desired.manifest_errors.clone(), desired.file_errors.clone());
+        // Networks first: containers attach to them, and a rebuilt one marks its containers.
+        self.sync_networks(&desired).await;
 
         let records = match self.db.list_containers() {
             Ok(r) => r,

@@ -9,6 +9,7 @@
 mod cgroup;
 mod control;
 mod detect;
+mod devices;
 mod error;
 mod kill;
 mod stats;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use cgroup::Cgroup;
 pub use detect::Controller;
+pub use devices::{default_rules as default_device_rules, DeviceRule};
 pub use error::{Error, Result};
 pub use stats::Stats;
 

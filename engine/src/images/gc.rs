@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::content::Layout;
 use super::error::Result;
+use super::layout::LocalSource;
 use super::record;
 use super::reference::ImageRef;
 use super::store::{blocking, ImageStore};
@@ -35,8 +36,8 @@ impl ImageStore {
         let keep: HashSet<String> = keep
             .iter()
             .map(|r| match ImageRef::parse(r) {
-                Ok(i) => i.to_string(),
-                Err(_) => r.clone(),
+                Ok(i) if LocalSource::parse(r).is_none() => i.to_string(),
+                _ => r.clone(),
             })
             .collect();
         // No pull runs in this process while we decide what is unreferenced.

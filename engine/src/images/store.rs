@@ -310,7 +310,7 @@ impl ImageStore {
         let progress = Progress::new(total, progress_cb);
 
         let config_path = {
-            let _guard = self.lock(config_digest.hex()).await;
+            let _guard = self.lock(&format!("blob:{}", config_digest.hex())).await;
             source
                 .fetch(
                     self,
@@ -342,19 +342,48 @@ impl ImageStore {
             });
         }
 
+        // Downloads run concurrently; unpacks run in order, each onto the layers below it
+        // (a directory a layer only implies takes its metadata from them), overlapping with the
+        // downloads still going on.
         let progress = &progress;
         // Collected first: a lazy iterator adapter inside the future makes it non-Send for
         // callers that spawn the pull (rustc's higher-ranked lifetime limitation).
         let jobs: Vec<_> = layers
             .iter()
-            .zip(&parsed.diff_ids)
-            .map(|(l, diff_id)| self.ensure_layer(name, source, l, diff_id, progress))
+            .map(|l| self.layer_blob(name, source, l, progress))
             .collect();
-        let results: Vec<Result<PathBuf>> = futures_util::stream::iter(jobs)
-            .buffered(CONCURRENT_LAYERS)
-            .collect()
-            .await;
-        let layer_dirs = results.into_iter().collect::<Result<Vec<_>>>()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Option<PathBuf>>>(CONCURRENT_LAYERS);
+        let producer = async move {
+            let mut downloads =
+                std::pin::pin!(futures_util::stream::iter(jobs).buffered(CONCURRENT_LAYERS));
+            while let Some(blob) = downloads.next().await {
+                if tx.send(blob).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let consumer = async {
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            for (layer, diff_id) in layers.iter().zip(&parsed.diff_ids) {
+                let Some(blob) = rx.recv().await else {
+                    break;
+                };
+                let dir = self
+                    .unpack_layer(name, layer, blob?, diff_id, &dirs)
+                    .await?;
+                dirs.push(dir);
+            }
+            Ok::<_, ImageError>(dirs)
+        };
+        // When an unpack fails, dropping the producer cancels the downloads still running
+        // (their partial files stay, to be resumed).
+        let layer_dirs =
+            match futures_util::future::select(std::pin::pin!(producer), std::pin::pin!(consumer))
+                .await
+            {
+                futures_util::future::Either::Left(((), consumer)) => consumer.await?,
+                futures_util::future::Either::Right((dirs, _producer)) => dirs?,
+            };
         progress.finish();
 
         let layer_digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
@@ -380,25 +409,48 @@ impl ImageStore {
         })
     }
 
-    /// Make sure the layer is unpacked under `layers/<hex>`; download its blob first if needed.
-    async fn ensure_layer(
+    /// The layer's blob in the content store, or `None` when the layer is unpacked already.
+    async fn layer_blob(
         &self,
         name: &str,
         source: &BlobSource<'_>,
         layer: &LayerDesc,
-        diff_id: &str,
         progress: &Progress<'_>,
+    ) -> Result<Option<PathBuf>> {
+        if tokio::fs::try_exists(self.layout.layer(&layer.digest))
+            .await
+            .unwrap_or(false)
+        {
+            progress.add(layer.size);
+            return Ok(None);
+        }
+        let _guard = self.lock(&format!("blob:{}", layer.digest.hex())).await;
+        source
+            .fetch(self, name, &layer.desc, &layer.digest, layer.size, progress)
+            .await
+            .map(Some)
+    }
+
+    /// Make sure the layer is unpacked under `layers/<hex>`, onto `lowers` (the layers below
+    /// it, lowest first). `blob` is `None` when the layer was already unpacked.
+    async fn unpack_layer(
+        &self,
+        name: &str,
+        layer: &LayerDesc,
+        blob: Option<PathBuf>,
+        diff_id: &str,
+        lowers: &[PathBuf],
     ) -> Result<PathBuf> {
-        let _guard = self.lock(layer.digest.hex()).await;
+        let _guard = self.lock(&format!("layer:{}", layer.digest.hex())).await;
         let dir = self.layout.layer(&layer.digest);
         if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
-            progress.add(layer.size);
             return Ok(dir);
         }
         let expected_diff = parse_digest(name, "the image config's diff ids", diff_id)?;
-        let blob = source
-            .fetch(self, name, &layer.desc, &layer.digest, layer.size, progress)
-            .await?;
+        // `None` means the layer was there when its download was skipped; a concurrent pull
+        // cannot remove it (garbage collection waits for pulls), so this is a store edited by hand.
+        let blob = blob.unwrap_or_else(|| self.layout.blob(&layer.digest));
+        let lowers: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
         let staging = self.layout.layer_staging(&layer.digest);
         let limits = self.unpack_limits(layer)?;
         let (staging2, dir2, expected) = (staging.clone(), dir.clone(), expected_diff.clone());
@@ -410,7 +462,7 @@ impl ImageStore {
                     std::os::unix::fs::PermissionsExt::from_mode(0o755),
                 )?;
                 let stats = match unpack::open_blob(&blob)
-                    .and_then(|r| unpack::unpack(r, &staging2, limits))
+                    .and_then(|r| unpack::unpack(r, &staging2, &lowers, limits))
                 {
                     Ok(s) => s,
                     Err(e) => {

@@ -113,8 +113,16 @@ pub fn open_blob(path: &Path) -> Result<Box<dyn Read>> {
     }
 }
 
-/// Unpack the tar stream `reader` into the empty directory `root`.
-pub fn unpack(reader: impl Read, root: &Path, limits: UnpackLimits) -> Result<UnpackStats> {
+/// Unpack the tar stream `reader` into the empty directory `root`. `lowers` are the layers
+/// below this one, topmost first: a directory the archive implies without an entry of its own
+/// (`a/b/file` without `a/b/`) takes its owner, mode and mtime from them, as it would when
+/// the layer is applied onto the image (umoci, containerd) rather than into an empty tree.
+pub fn unpack(
+    reader: impl Read,
+    root: &Path,
+    lowers: &[PathBuf],
+    limits: UnpackLimits,
+) -> Result<UnpackStats> {
     let exceeded = Rc::new(Cell::new(false));
     let limited = LimitReader {
         inner: reader,
@@ -133,6 +141,7 @@ pub fn unpack(reader: impl Read, root: &Path, limits: UnpackLimits) -> Result<Un
     let mut archive = tar::Archive::new(HashingReader::new(limited));
     let mut ex = Extractor {
         root: root.to_path_buf(),
+        lowers: lowers.to_vec(),
         dirs: BTreeMap::new(),
         whiteouts: HashSet::new(),
     };
@@ -200,6 +209,8 @@ struct Meta {
 
 struct Extractor {
     root: PathBuf,
+    /// Layers below, topmost first.
+    lowers: Vec<PathBuf>,
     /// Directories whose mode and mtime are set last (writing children changes mtimes).
     dirs: BTreeMap<PathBuf, Meta>,
     /// Whiteouts this layer created, so a directory written over one becomes opaque.
@@ -425,10 +436,21 @@ impl Extractor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&dir).map_err(|e| self.io(name, "create directory", &dir, e))?;
-                    // Implicit parents are 0755 root-owned, whatever the umask.
-                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| self.io(name, "chmod", &dir, e))?;
                     self.whiteouts.remove(&dir);
+                    let rel = self.rel(&dir).to_path_buf();
+                    match lower_dir(&self.lowers, &rel) {
+                        // overlayfs shows the topmost copy of a directory: without the lower
+                        // one's metadata, /tmp (1777) would turn 0755 under a new /tmp/x.
+                        Some(lower) => {
+                            let meta = lower_meta(&lower)
+                                .map_err(|e| self.io(name, "stat lower", &lower, e))?;
+                            self.apply_owner_xattrs(name, &dir, &meta)?;
+                            self.dirs.insert(dir.clone(), meta);
+                        }
+                        // Otherwise Docker's default: root-owned 0755, whatever the umask.
+                        None => fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                            .map_err(|e| self.io(name, "chmod", &dir, e))?,
+                    }
                 }
                 Err(e) => return Err(self.io(name, "stat", &dir, e)),
             }
@@ -533,6 +555,59 @@ impl Extractor {
             source,
         }
     }
+}
+
+/// The directory `rel` as the layers below show it (topmost first), honoring their whiteouts
+/// and opaque directories; `None` when they do not show a directory there.
+fn lower_dir(lowers: &[PathBuf], rel: &Path) -> Option<PathBuf> {
+    let comps: Vec<_> = rel.components().collect();
+    'layers: for layer in lowers {
+        let mut p = layer.clone();
+        for (i, c) in comps.iter().enumerate() {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                // A whiteout, file or symlink here hides any directory further down.
+                Ok(_) => return None,
+                Err(_) => {
+                    // Absent from this layer: an opaque ancestor here hides the lower ones.
+                    let mut ancestor = layer.clone();
+                    for a in &comps[..i] {
+                        ancestor.push(a);
+                        if xattr::get(&ancestor, OPAQUE_XATTR).ok().flatten().is_some() {
+                            return None;
+                        }
+                    }
+                    continue 'layers;
+                }
+            }
+        }
+        return Some(p);
+    }
+    None
+}
+
+/// Owner, mode, mtime and xattrs (but never overlayfs' own) of a lower directory.
+fn lower_meta(path: &Path) -> io::Result<Meta> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path)?;
+    let mut xattrs = Vec::new();
+    for key in xattr::list(path)? {
+        let k = key.to_string_lossy();
+        if k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
+            continue;
+        }
+        if let Some(value) = xattr::get(path, &key)? {
+            xattrs.push((key, value));
+        }
+    }
+    Ok(Meta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: m.mtime(),
+        xattrs,
+    })
 }
 
 fn or_zero_if_empty(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {

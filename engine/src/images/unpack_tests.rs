@@ -77,7 +77,7 @@ fn sandbox() -> Sandbox {
 }
 
 fn run(s: &Sandbox, tar: &[u8]) -> Result<super::unpack::UnpackStats, UnpackError> {
-    unpack(tar, &s.root, UnpackLimits::default())
+    unpack(tar, &s.root, &[], UnpackLimits::default())
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -399,6 +399,7 @@ fn stops_a_decompression_bomb() {
     let err = unpack(
         open_blob(&blob).unwrap(),
         &s.root,
+        &[],
         UnpackLimits {
             max_tar_bytes: 1024 * 1024,
         },
@@ -415,6 +416,7 @@ fn stops_a_decompression_bomb() {
     let stats = unpack(
         open_blob(&blob).unwrap(),
         &s2.root,
+        &[],
         UnpackLimits {
             max_tar_bytes: tar.len() as u64,
         },
@@ -441,7 +443,71 @@ fn unpacks_zstd_layers() {
         ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest),
     )
     .unwrap();
-    let stats = unpack(open_blob(&blob).unwrap(), &s.root, UnpackLimits::default()).unwrap();
+    let stats = unpack(
+        open_blob(&blob).unwrap(),
+        &s.root,
+        &[],
+        UnpackLimits::default(),
+    )
+    .unwrap();
     assert_eq!(stats.diff_id, Digest::of(&tar));
     assert_eq!(fs::read(s.root.join("etc/motd")).unwrap(), b"zstd works");
+}
+
+#[test]
+fn implicit_parents_take_their_metadata_from_the_layers_below() {
+    require_root();
+    let s = sandbox();
+    // Two lower layers: the bottom one has tmp/ 1777 and etc/ owned 7:8; the middle one
+    // whites out opt/ and makes var/ opaque.
+    let bottom = s.outside.join("bottom");
+    let middle = s.outside.join("middle");
+    for (dir, mode, owner) in [
+        ("tmp", 0o1777, (0, 0)),
+        ("etc/conf.d", 0o750, (7, 8)),
+        ("opt/app", 0o700, (5, 5)),
+        ("var/lib", 0o711, (3, 3)),
+    ] {
+        let p = bottom.join(dir);
+        fs::create_dir_all(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).unwrap();
+    }
+    fs::create_dir_all(middle.join("var")).unwrap();
+    xattr::set(middle.join("var"), "trusted.overlay.opaque", b"y").unwrap();
+    nix::sys::stat::mknod(
+        &middle.join("opt"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        0,
+    )
+    .unwrap();
+
+    let tar = build(|b| {
+        file(b, "tmp/x", b"");
+        file(b, "etc/conf.d/y", b"");
+        file(b, "opt/app/z", b"");
+        file(b, "var/lib/w", b"");
+        file(b, "new/dir/v", b"");
+    });
+    unpack(
+        &tar[..],
+        &s.root,
+        &[middle.clone(), bottom.clone()],
+        UnpackLimits::default(),
+    )
+    .unwrap();
+    let meta = |rel: &str| {
+        let m = fs::symlink_metadata(s.root.join(rel)).unwrap();
+        (m.permissions().mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(meta("tmp"), (0o1777, 0, 0));
+    assert_eq!(meta("etc/conf.d"), (0o750, 7, 8));
+    // etc/ itself comes from the bottom layer too (0755 root there, as created).
+    assert_eq!(meta("etc").1, 0);
+    // opt/ was whited out above the bottom layer: Docker's default, not the hidden dir's.
+    assert_eq!(meta("opt/app"), (0o755, 0, 0));
+    // var/ is opaque in the middle layer: var/lib of the bottom one is hidden.
+    assert_eq!(meta("var/lib"), (0o755, 0, 0));
+    assert_eq!(meta("new/dir"), (0o755, 0, 0));
 }

@@ -34,7 +34,12 @@ impl NetworkConfig {
     pub const DEFAULT_POOL: &'static str = "10.89.0.0/16";
     pub const DEFAULT_SUBNET_LEN: u8 = 24;
 
-    pub fn new(prefix: &str, pool: Ipv4Net, subnet_len: u8, run_dir: &Path) -> Result<NetworkConfig, String> {
+    pub fn new(
+        prefix: &str,
+        pool: Ipv4Net,
+        subnet_len: u8,
+        run_dir: &Path,
+    ) -> Result<NetworkConfig, String> {
         check_prefix(prefix)?;
         if subnet_len < pool.prefix_len() || subnet_len > 30 {
             return Err(format!(
@@ -84,7 +89,9 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     let ok = !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
         && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if ok {
         Ok(())
     } else {
@@ -116,7 +123,13 @@ mod tests {
     use super::*;
 
     fn cfg(prefix: &str) -> NetworkConfig {
-        NetworkConfig::new(prefix, "10.89.0.0/16".parse().unwrap(), 24, Path::new("/run/berth")).unwrap()
+        NetworkConfig::new(
+            prefix,
+            "10.89.0.0/16".parse().unwrap(),
+            24,
+            Path::new("/run/berth"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -141,9 +154,11 @@ mod tests {
             let e = check_prefix(bad).unwrap_err();
             assert!(e.contains("hint: like \"berth\""), "{bad}: {e}");
         }
-        let e = NetworkConfig::new("b", "10.89.0.0/16".parse().unwrap(), 8, Path::new("/r")).unwrap_err();
+        let e = NetworkConfig::new("b", "10.89.0.0/16".parse().unwrap(), 8, Path::new("/r"))
+            .unwrap_err();
         assert_eq!(e, "subnet size /8 does not fit pool 10.89.0.0/16 (hint: pick a length between /16 and /30)");
-        let c = NetworkConfig::new("b", "10.89.3.7/16".parse().unwrap(), 24, Path::new("/r")).unwrap();
+        let c =
+            NetworkConfig::new("b", "10.89.3.7/16".parse().unwrap(), 24, Path::new("/r")).unwrap();
         assert_eq!(c.pool.to_string(), "10.89.0.0/16", "host bits dropped");
     }
 

@@ -35,6 +35,25 @@ pub struct ShimConfig {
     /// Which network namespace the container gets.
     #[serde(default)]
     pub network: NetworkNamespace,
+    /// (host file, path in the container) bound before the manifest's mounts: the
+    /// resolv.conf, hosts and hostname the network setup wrote.
+    #[serde(default)]
+    pub etc_files: Vec<(PathBuf, String)>,
+    /// Volumes, host paths and tmpfs, in order (parents before children).
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::MountConfig>,
+    #[serde(default)]
+    pub devices: Vec<super::mounts::DeviceConfig>,
+    /// Docker's defaults unless privileged.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// The process's security profile; a config without it gets Docker's defaults.
+    #[serde(default)]
+    pub security: super::security::SecurityConfig,
 }
 
 /// The container's network namespace.

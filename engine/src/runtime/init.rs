@@ -17,6 +17,8 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{access, chdir, execve, pivot_root, sethostname, AccessFlags};
 
 use super::config::{NetworkNamespace, ShimConfig};
+use super::mounts;
+use super::security;
 use crate::sys;
 
 /// "no such file or directory": errno text the way Go (and so runc, Docker) prints it.
@@ -29,7 +31,7 @@ pub fn errno_text(e: Errno) -> String {
     }
 }
 
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => errno_text(Errno::from_raw(n)),
         None => e.to_string(),
@@ -43,13 +45,26 @@ pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| format!("make / a slave mount: {}", errno_text(e)))?;
     mount_overlay(cfg)?;
+    // Binds need their sources in our mount namespace: done before the host is out of reach.
+    mounts::prepare(&etc_file_mounts(&cfg.etc_files), &[], &cfg.rootfs)?;
+    let prepared = mounts::prepare(&cfg.mounts, &cfg.devices, &cfg.rootfs)?;
     enter_root(&cfg.rootfs)?;
     mount_proc()?;
+    // Sysctls go in while /proc/sys is still writable.
+    security::apply_sysctls(&cfg.security, cfg.network == NetworkNamespace::Host)?;
     mount_dev()?;
     mount_sys()?;
+    mounts::make_devices(&prepared)?;
+    mounts::harden(&cfg.masked_paths, &cfg.readonly_paths)?;
+    if cfg.readonly_rootfs {
+        mounts::readonly_root()?;
+    }
     sethostname(&cfg.hostname).map_err(|e| format!("set hostname {:?}: {}", cfg.hostname, errno_text(e)))?;
-    sys::net::set_link_up("lo").map_err(|e| format!("bring up lo: {}", io_text(&e)))?;
+    if cfg.network != NetworkNamespace::Host {
+        sys::net::set_link_up("lo").map_err(|e| format!("bring up lo: {}", io_text(&e)))?;
+    }
     chdir(cfg.cwd.as_str()).map_err(|e| format!("chdir to {}: {}", cfg.cwd, errno_text(e)))?;
+    security::apply(&cfg.security)?;
     exec(cfg)
 }
 
@@ -226,4 +241,17 @@ fn exec(cfg: &ShimConfig) -> Result<Infallible, String> {
         Err(e) => Err(format!("exec {}: {}", program.display(), errno_text(e))),
         Ok(never) => match never {},
     }
+}
+
+/// The network setup's resolv.conf, hosts and hostname as bind mounts (writable, as in
+/// Docker), placed before the manifest's mounts so that a manifest's own wins.
+fn etc_file_mounts(files: &[(PathBuf, String)]) -> Vec<mounts::MountConfig> {
+    files
+        .iter()
+        .map(|(host, target)| mounts::MountConfig {
+            destination: PathBuf::from(target),
+            read_only: false,
+            source: mounts::MountSource::Bind { path: host.clone(), populate: None },
+        })
+        .collect()
 }

@@ -6,7 +6,9 @@ pub mod config;
 pub mod exit;
 pub mod init;
 pub mod logs;
+pub mod mounts;
 pub mod process;
+pub mod security;
 pub mod shim;
 pub mod watch;
 
@@ -53,7 +55,16 @@ pub struct ContainerRequest<'a> {
     pub process: ProcessSpec,
     pub limits: Limits,
     pub network: NetworkNamespace,
+    /// (host file, path in the container): resolv.conf, hosts, hostname.
+    pub etc_files: Vec<(PathBuf, String)>,
     pub log: logs::LogConfig,
+    pub mounts: Vec<mounts::MountConfig>,
+    pub devices: Vec<mounts::DeviceConfig>,
+    /// Docker's masked and read-only paths apply unless this is set (privileged).
+    pub unmasked: bool,
+    pub readonly_rootfs: bool,
+    /// Capabilities, seccomp, user, rlimits, sysctls.
+    pub security: security::SecurityConfig,
 }
 
 /// A container whose process runs.
@@ -121,6 +132,19 @@ impl Runtime {
             .cgroups
             .create(req.id, &req.limits)
             .map_err(|e| RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() })?;
+        if !req.unmasked {
+            let mut rules = crate::cgroups::default_device_rules();
+            for d in &req.devices {
+                rules.push(mounts::device_rule(d).map_err(RuntimeError::Setup)?);
+            }
+            match cgroup.set_devices(&rules) {
+                Ok(()) => {}
+                Err(crate::cgroups::Error::Unsupported { what }) => {
+                    tracing::warn!(id = req.id, "{what}: not enforced on this host");
+                }
+                Err(e) => return Err(RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() }),
+            }
+        }
         let cfg = ShimConfig {
             id: req.id.to_string(),
             layers: req.layers.to_vec(),
@@ -135,7 +159,14 @@ impl Runtime {
             log_path: self.log_path(req.id),
             exit_path,
             network: req.network,
+            etc_files: req.etc_files,
             log: req.log,
+            mounts: req.mounts,
+            devices: req.devices,
+            masked_paths: if req.unmasked { vec![] } else { mounts::MASKED_PATHS.iter().map(|p| p.to_string()).collect() },
+            readonly_paths: if req.unmasked { vec![] } else { mounts::READONLY_PATHS.iter().map(|p| p.to_string()).collect() },
+            readonly_rootfs: req.readonly_rootfs,
+            security: req.security,
         };
         cfg.write(&bundle).map_err(io_err("write shim config", &bundle))?;
 

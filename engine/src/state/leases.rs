@@ -58,7 +58,10 @@ impl StateDb {
                 ],
             )
             .map(|_| ())
-            .map_err(|source| StateError::Query { op: "insert lease", source })
+            .map_err(|source| StateError::Query {
+                op: "insert lease",
+                source,
+            })
         })
     }
 
@@ -75,7 +78,12 @@ impl StateDb {
         })
     }
 
-    fn query_leases(&self, op: &'static str, filter: &str, arg: Option<&str>) -> Result<Vec<LeaseRecord>> {
+    fn query_leases(
+        &self,
+        op: &'static str,
+        filter: &str,
+        arg: Option<&str>,
+    ) -> Result<Vec<LeaseRecord>> {
         self.with(|conn| {
             let q = |source| StateError::Query { op, source };
             let sql = format!("SELECT {COLUMNS} FROM leases {filter} ORDER BY network, address");
@@ -94,18 +102,32 @@ impl StateDb {
     }
 
     pub fn leases_of_network(&self, network: &str) -> Result<Vec<LeaseRecord>> {
-        self.query_leases("list leases of network", "WHERE network = ?1", Some(network))
+        self.query_leases(
+            "list leases of network",
+            "WHERE network = ?1",
+            Some(network),
+        )
     }
 
     pub fn leases_of_container(&self, container_id: &str) -> Result<Vec<LeaseRecord>> {
-        self.query_leases("list leases of container", "WHERE container_id = ?1", Some(container_id))
+        self.query_leases(
+            "list leases of container",
+            "WHERE container_id = ?1",
+            Some(container_id),
+        )
     }
 
     pub fn delete_lease(&self, network: &str, container_id: &str) -> Result<()> {
         self.with(|conn| {
-            conn.execute("DELETE FROM leases WHERE network = ?1 AND container_id = ?2", [network, container_id])
-                .map(|_| ())
-                .map_err(|source| StateError::Query { op: "delete lease", source })
+            conn.execute(
+                "DELETE FROM leases WHERE network = ?1 AND container_id = ?2",
+                [network, container_id],
+            )
+            .map(|_| ())
+            .map_err(|source| StateError::Query {
+                op: "delete lease",
+                source,
+            })
         })
     }
 }
@@ -132,25 +154,61 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = StateDb::open(dir.path()).unwrap();
-            db.insert_lease(&lease("front", "10.89.0.2", "web-1")).unwrap();
-            db.insert_lease(&lease("back", "10.89.1.2", "web-1")).unwrap();
-            db.insert_lease(&lease("front", "10.89.0.3", "api-1")).unwrap();
-            let taken = db.insert_lease(&lease("front", "10.89.0.2", "db-1")).unwrap_err();
-            assert!(taken.to_string().starts_with("state db insert lease: UNIQUE constraint failed"), "{taken}");
-            let twice = db.insert_lease(&lease("front", "10.89.0.9", "web-1")).unwrap_err();
-            assert!(twice.to_string().contains("UNIQUE constraint failed"), "{twice}");
+            db.insert_lease(&lease("front", "10.89.0.2", "web-1"))
+                .unwrap();
+            db.insert_lease(&lease("back", "10.89.1.2", "web-1"))
+                .unwrap();
+            db.insert_lease(&lease("front", "10.89.0.3", "api-1"))
+                .unwrap();
+            let taken = db
+                .insert_lease(&lease("front", "10.89.0.2", "db-1"))
+                .unwrap_err();
+            assert!(
+                taken
+                    .to_string()
+                    .starts_with("state db insert lease: UNIQUE constraint failed"),
+                "{taken}"
+            );
+            let twice = db
+                .insert_lease(&lease("front", "10.89.0.9", "web-1"))
+                .unwrap_err();
+            assert!(
+                twice.to_string().contains("UNIQUE constraint failed"),
+                "{twice}"
+            );
             let mut moved = lease("front", "10.89.0.2", "web-1");
             moved.ports_json = r#"[{"containerPort":80}]"#.into();
             db.update_lease(&moved).unwrap();
         }
         let db = StateDb::open(dir.path()).unwrap();
-        let web: Vec<_> = db.leases_of_container("web-1").unwrap().into_iter().map(|l| (l.network, l.address)).collect();
-        assert_eq!(web, [("back".to_string(), "10.89.1.2".to_string()), ("front".into(), "10.89.0.2".into())]);
+        let web: Vec<_> = db
+            .leases_of_container("web-1")
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.network, l.address))
+            .collect();
+        assert_eq!(
+            web,
+            [
+                ("back".to_string(), "10.89.1.2".to_string()),
+                ("front".into(), "10.89.0.2".into())
+            ]
+        );
         let front = db.leases_of_network("front").unwrap();
-        assert_eq!(front.iter().map(|l| l.container_id.as_str()).collect::<Vec<_>>(), ["web-1", "api-1"]);
+        assert_eq!(
+            front
+                .iter()
+                .map(|l| l.container_id.as_str())
+                .collect::<Vec<_>>(),
+            ["web-1", "api-1"]
+        );
         assert_eq!(front[0].ports_json, r#"[{"containerPort":80}]"#);
         db.delete_lease("front", "web-1").unwrap();
         assert_eq!(db.list_leases().unwrap().len(), 2);
-        assert!(db.leases_of_network("front").unwrap().iter().all(|l| l.container_id == "api-1"));
+        assert!(db
+            .leases_of_network("front")
+            .unwrap()
+            .iter()
+            .all(|l| l.container_id == "api-1"));
     }
 }

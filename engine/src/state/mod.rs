@@ -3,6 +3,7 @@
 //! survives agent restarts and power loss.
 
 mod containers;
+mod last_good;
 mod leases;
 mod networks;
 mod schema;
@@ -13,6 +14,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use containers::ContainerRecord;
+pub use last_good::LastGoodRecord;
 pub use leases::LeaseRecord;
 pub use networks::NetworkRecord;
 

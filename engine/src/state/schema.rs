@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
         subnet      TEXT NOT NULL,
         gateway     TEXT NOT NULL,
         internal    INTEGER NOT NULL,
+        macvlan_mode TEXT NOT NULL,
         source_file TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );

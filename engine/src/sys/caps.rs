@@ -47,11 +47,20 @@ fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
 
 /// The calling thread's capability sets.
 pub fn get() -> io::Result<CapSets> {
-    let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget(2) with a v3 header writes exactly two CapData entries, and `data` is
     // an array of two that outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     check_long(ret)?;
     let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
     Ok(CapSets {
@@ -63,18 +72,35 @@ pub fn get() -> io::Result<CapSets> {
 
 /// Sets the calling thread's capability sets. The kernel refuses to add to the permitted set.
 pub fn set(sets: CapSets) -> io::Result<()> {
-    let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let split = |v: u64| (v as u32, (v >> 32) as u32);
     let (e0, e1) = split(sets.effective);
     let (p0, p1) = split(sets.permitted);
     let (i0, i1) = split(sets.inheritable);
     let data = [
-        CapData { effective: e0, permitted: p0, inheritable: i0 },
-        CapData { effective: e1, permitted: p1, inheritable: i1 },
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
     ];
     // SAFETY: capset(2) with a v3 header reads exactly two CapData entries from `data`,
     // which outlives the call; the header is only read.
-    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
     check_long(ret).map(|_| ())
 }
 
@@ -106,7 +132,12 @@ pub fn last_cap() -> io::Result<u32> {
             None => break,
         }
     }
-    last.ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "the kernel reports no capabilities"))
+    last.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel reports no capabilities",
+        )
+    })
 }
 
 /// Removes `cap` from the bounding set: no later `execve` can regain it. Needs CAP_SETPCAP.

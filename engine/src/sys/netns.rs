@@ -14,7 +14,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
 fn nix_err(op: &str, path: &Path, e: nix::errno::Errno) -> io::Error {
-    io::Error::new(io::Error::from(e).kind(), format!("{op} {}: {}", path.display(), e.desc()))
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{op} {}: {}", path.display(), e.desc()),
+    )
 }
 
 /// Creates a new network namespace and bind-mounts it on `path` (created as an empty file).
@@ -27,12 +30,16 @@ pub fn create(path: &Path) -> io::Result<()> {
     }
     // The mount point: an empty regular file, created exclusively so that two creators of
     // the same path cannot both succeed.
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     let target = path.to_path_buf();
     let result = std::thread::Builder::new()
         .name("berth-netns-new".into())
         .spawn(move || -> io::Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| nix_err("unshare network namespace for", &target, e))?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| nix_err("unshare network namespace for", &target, e))?;
             // /proc/thread-self is this thread's own entry: the process's main thread is
             // still in the old namespace.
             mount(
@@ -64,7 +71,10 @@ pub fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io::Error::new(e.kind(), format!("remove {}: {e}", path.display()))),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("remove {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -82,12 +92,18 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let ns = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("open network namespace {}: {e}", path.display())))?;
+    let ns = File::open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("open network namespace {}: {e}", path.display()),
+        )
+    })?;
     let shown: PathBuf = path.to_path_buf();
     std::thread::Builder::new()
         .name("berth-netns".into())
         .spawn(move || -> io::Result<T> {
-            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| nix_err("enter network namespace", &shown, e))?;
+            setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| nix_err("enter network namespace", &shown, e))?;
             drop(ns);
             Ok(f())
         })?
@@ -101,9 +117,16 @@ mod tests {
 
     #[test]
     fn errors_keep_their_errno_and_name_the_path() {
-        let e = nix_err("enter network namespace", Path::new("/run/x"), nix::errno::Errno::ENOENT);
+        let e = nix_err(
+            "enter network namespace",
+            Path::new("/run/x"),
+            nix::errno::Errno::ENOENT,
+        );
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert_eq!(e.to_string(), "enter network namespace /run/x: No such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "enter network namespace /run/x: No such file or directory"
+        );
     }
 
     #[test]

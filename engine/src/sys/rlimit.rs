@@ -12,7 +12,9 @@ struct Rlimit64 {
 
 fn prlimit(resource: libc::c_int, new: Option<Rlimit64>) -> io::Result<(u64, u64)> {
     let mut old = Rlimit64::default();
-    let new_ptr = new.as_ref().map_or(std::ptr::null(), |n| n as *const Rlimit64);
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |n| n as *const Rlimit64);
     // SAFETY: prlimit64(2) on pid 0 (ourselves) reads `new` when it is non-null and writes
     // `old`; both are valid Rlimit64 values (the kernel's struct rlimit64) for the whole call.
     let ret = unsafe {
@@ -51,6 +53,9 @@ mod tests {
         assert!(soft <= hard, "soft {soft} hard {hard}");
         // Writing back the same values is never a raise.
         set(libc::RLIMIT_NOFILE as libc::c_int, soft, hard).expect("set RLIMIT_NOFILE unchanged");
-        assert_eq!(get(libc::RLIMIT_NOFILE as libc::c_int).expect("get again"), (soft, hard));
+        assert_eq!(
+            get(libc::RLIMIT_NOFILE as libc::c_int).expect("get again"),
+            (soft, hard)
+        );
     }
 }

@@ -6,9 +6,16 @@ use std::io;
 /// Installs `program`. The kernel checks it (length, jumps, that it ends in returns) and
 /// refuses it without no_new_privs or CAP_SYS_ADMIN. A filter cannot be removed again.
 pub fn install_filter(program: &[libc::sock_filter]) -> io::Result<()> {
-    let len = u16::try_from(program.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seccomp program longer than 65535 instructions"))?;
-    let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
+    let len = u16::try_from(program.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "seccomp program longer than 65535 instructions",
+        )
+    })?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
     // SAFETY: the kernel copies `len` instructions from `filter` during the call; `program`
     // is that long and outlives the call, and the kernel never writes through the pointer.
     let ret = unsafe {
@@ -39,8 +46,12 @@ pub fn kernel_version() -> io::Result<(u32, u32)> {
         .take_while(|c| **c != 0)
         .map(|c| *c as u8 as char)
         .collect();
-    parse_release(&release)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("kernel release {release:?}")))
+    parse_release(&release).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("kernel release {release:?}"),
+        )
+    })
 }
 
 fn parse_release(release: &str) -> Option<(u32, u32)> {

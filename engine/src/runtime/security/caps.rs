@@ -140,9 +140,15 @@ impl CapSet {
                 Capability::Number(n) => s.without(*n),
             })
         } else if has_all(&changes.drop) {
-            changes.add.iter().fold(CapSet::EMPTY, |s, c| s.with_capability(*c))
+            changes
+                .add
+                .iter()
+                .fold(CapSet::EMPTY, |s, c| s.with_capability(*c))
         } else {
-            let kept = changes.drop.iter().fold(CapSet::docker_default(), |s, c| s.without_capability(*c));
+            let kept = changes
+                .drop
+                .iter()
+                .fold(CapSet::docker_default(), |s, c| s.without_capability(*c));
             changes.add.iter().fold(kept, |s, c| s.with_capability(*c))
         }
     }
@@ -186,7 +192,9 @@ impl<'de> Deserialize<'de> for CapSet {
         for name in names {
             let cap = match name.strip_prefix("CAP_").and_then(|n| n.parse::<u8>().ok()) {
                 Some(n) => Capability::Number(n),
-                None => name.parse::<Capability>().map_err(serde::de::Error::custom)?,
+                None => name
+                    .parse::<Capability>()
+                    .map_err(serde::de::Error::custom)?,
             };
             set = set.with_capability(cap);
         }
@@ -199,24 +207,39 @@ mod tests {
     use super::*;
 
     fn caps(names: &[&str]) -> Vec<Capability> {
-        names.iter().map(|n| n.parse().expect("capability name")).collect()
+        names
+            .iter()
+            .map(|n| n.parse().expect("capability name"))
+            .collect()
     }
 
     fn changes(add: &[&str], drop: &[&str]) -> CapabilityChanges {
-        CapabilityChanges { add: caps(add), drop: caps(drop) }
+        CapabilityChanges {
+            add: caps(add),
+            drop: caps(drop),
+        }
     }
 
     #[test]
     fn docker_default_mask() {
         // The value Docker containers show as CapBnd/CapPrm/CapEff.
         assert_eq!(CapSet::docker_default().bits(), 0x0000_0000_a804_25fb);
-        assert_eq!(CapSet::from_changes(&CapabilityChanges::default()), CapSet::docker_default());
+        assert_eq!(
+            CapSet::from_changes(&CapabilityChanges::default()),
+            CapSet::docker_default()
+        );
     }
 
     #[test]
     fn add_and_drop_relative_to_default() {
-        let set = CapSet::from_changes(&changes(&["NET_ADMIN", "sys_ptrace"], &["NET_RAW", "CAP_MKNOD"]));
-        assert_eq!(set.bits(), (0xa804_25fb | 1 << 12 | 1 << 19) & !(1 << 13 | 1 << 27));
+        let set = CapSet::from_changes(&changes(
+            &["NET_ADMIN", "sys_ptrace"],
+            &["NET_RAW", "CAP_MKNOD"],
+        ));
+        assert_eq!(
+            set.bits(),
+            (0xa804_25fb | 1 << 12 | 1 << 19) & !(1 << 13 | 1 << 27)
+        );
         assert!(set.contains(number::NET_ADMIN) && !set.contains(number::NET_RAW));
         // A name in both lists is kept, as in Docker.
         let both = CapSet::from_changes(&changes(&["NET_RAW"], &["NET_RAW"]));
@@ -226,20 +249,30 @@ mod tests {
     #[test]
     fn all_in_add_or_drop() {
         let everything_but = CapSet::from_changes(&changes(&["ALL"], &["SYS_ADMIN", "NET_ADMIN"]));
-        assert_eq!(everything_but.bits(), CapSet::all().bits() & !(1 << 21 | 1 << 12));
+        assert_eq!(
+            everything_but.bits(),
+            CapSet::all().bits() & !(1 << 21 | 1 << 12)
+        );
         assert_eq!(CapSet::all().bits(), (1u64 << 41) - 1);
         let only = CapSet::from_changes(&changes(&["CHOWN", "KILL"], &["ALL"]));
         assert_eq!(only.bits(), 1 << 0 | 1 << 5);
         assert_eq!(CapSet::from_changes(&changes(&[], &["ALL"])), CapSet::EMPTY);
         // add ALL wins over drop ALL, like Docker's switch.
-        assert_eq!(CapSet::from_changes(&changes(&["ALL"], &["ALL"])), CapSet::all());
+        assert_eq!(
+            CapSet::from_changes(&changes(&["ALL"], &["ALL"])),
+            CapSet::all()
+        );
     }
 
     #[test]
     fn kernel_range_and_names() {
         assert_eq!(CapSet::up_to(40).bits(), (1u64 << 41) - 1);
         assert_eq!(CapSet::up_to(63).bits(), u64::MAX);
-        let names = CapSet::EMPTY.with(number::KILL).with(number::CHOWN).with(45).names();
+        let names = CapSet::EMPTY
+            .with(number::KILL)
+            .with(number::CHOWN)
+            .with(45)
+            .names();
         assert_eq!(names, ["CAP_CHOWN", "CAP_KILL", "CAP_45"]);
     }
 
@@ -247,12 +280,17 @@ mod tests {
     fn serde_round_trip() {
         let set = CapSet::docker_default().with(45);
         let json = serde_json::to_string(&set).expect("serialize");
-        assert!(json.starts_with(r#"["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER""#), "{json}");
+        assert!(
+            json.starts_with(r#"["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER""#),
+            "{json}"
+        );
         let back: CapSet = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, set);
         let short: CapSet = serde_json::from_str(r#"["net_raw", "KILL"]"#).expect("short names");
         assert_eq!(short.bits(), 1 << 13 | 1 << 5);
-        let err = serde_json::from_str::<CapSet>(r#"["NOPE"]"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<CapSet>(r#"["NOPE"]"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown capability `NOPE`"), "{err}");
     }
 }

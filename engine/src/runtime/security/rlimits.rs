@@ -59,7 +59,10 @@ impl Resource {
     /// `RLIMIT_NOFILE`, for messages.
     pub fn name(self) -> String {
         let json = serde_json::to_value(self).unwrap_or_default();
-        format!("RLIMIT_{}", json.as_str().unwrap_or("?").to_ascii_uppercase())
+        format!(
+            "RLIMIT_{}",
+            json.as_str().unwrap_or("?").to_ascii_uppercase()
+        )
     }
 }
 
@@ -81,7 +84,10 @@ pub fn clamp(soft: u64, hard: u64, current_hard: u64) -> (u64, u64) {
 /// Applies every limit of `limits`, clamped with [`clamp`].
 pub fn apply(limits: &[Rlimit]) -> Result<(), SecurityError> {
     for l in limits {
-        let fail = |e: std::io::Error| SecurityError::Rlimit { resource: l.resource.name(), reason: io_text(&e) };
+        let fail = |e: std::io::Error| SecurityError::Rlimit {
+            resource: l.resource.name(),
+            reason: io_text(&e),
+        };
         let (_, current_hard) = sys::rlimit::get(l.resource.number()).map_err(fail)?;
         let (soft, hard) = clamp(l.soft, l.hard, current_hard);
         sys::rlimit::set(l.resource.number(), soft, hard).map_err(fail)?;
@@ -102,14 +108,28 @@ mod tests {
         assert_eq!(clamp(1024, UNLIMITED, 20_000), (1024, 20_000));
         // The soft limit follows a capped hard limit down.
         assert_eq!(clamp(50_000, 60_000, 20_000), (20_000, 20_000));
-        assert_eq!(clamp(UNLIMITED, UNLIMITED, UNLIMITED), (UNLIMITED, UNLIMITED));
+        assert_eq!(
+            clamp(UNLIMITED, UNLIMITED, UNLIMITED),
+            (UNLIMITED, UNLIMITED)
+        );
     }
 
     #[test]
     fn names_and_serde() {
         assert_eq!(Resource::Nofile.name(), "RLIMIT_NOFILE");
-        assert_eq!(Resource::Nofile.number(), libc::RLIMIT_NOFILE as libc::c_int);
-        let l: Rlimit = serde_json::from_str(r#"{"resource":"nproc","soft":10,"hard":20}"#).expect("parse");
-        assert_eq!(l, Rlimit { resource: Resource::Nproc, soft: 10, hard: 20 });
+        assert_eq!(
+            Resource::Nofile.number(),
+            libc::RLIMIT_NOFILE as libc::c_int
+        );
+        let l: Rlimit =
+            serde_json::from_str(r#"{"resource":"nproc","soft":10,"hard":20}"#).expect("parse");
+        assert_eq!(
+            l,
+            Rlimit {
+                resource: Resource::Nproc,
+                soft: 10,
+                hard: 20
+            }
+        );
     }
 }

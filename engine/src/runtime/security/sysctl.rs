@@ -47,7 +47,10 @@ pub fn check(key: &str, host_network: bool) -> Result<PathBuf, SysctlError> {
             true
         }
         // The IPC namespace (ipc_sysctls in ipc/ipc_sysctl.c, fs.mqueue in ipc/mq_sysctl.c).
-        "kernel" => parts.len() == 2 && (second.starts_with("shm") || second.starts_with("msg") || second == "sem"),
+        "kernel" => {
+            parts.len() == 2
+                && (second.starts_with("shm") || second.starts_with("msg") || second == "sem")
+        }
         "fs" => second == "mqueue" && parts.len() == 3,
         _ => false,
     };
@@ -59,7 +62,11 @@ pub fn check(key: &str, host_network: bool) -> Result<PathBuf, SysctlError> {
 
 /// Writes every sysctl under `proc_sys` (`/proc/sys` in the container). All keys are checked
 /// before the first write.
-pub fn apply(sysctls: &BTreeMap<String, String>, host_network: bool, proc_sys: &std::path::Path) -> Result<(), SecurityError> {
+pub fn apply(
+    sysctls: &BTreeMap<String, String>,
+    host_network: bool,
+    proc_sys: &std::path::Path,
+) -> Result<(), SecurityError> {
     let mut writes = Vec::with_capacity(sysctls.len());
     for (key, value) in sysctls {
         writes.push((key, check(key, host_network)?, value));
@@ -72,7 +79,11 @@ pub fn apply(sysctls: &BTreeMap<String, String>, host_network: bool, proc_sys: &
             reason: io_text(&e),
         };
         // No O_CREAT: a name the kernel does not have is an error, not a new file.
-        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).map_err(fail)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(fail)?;
         f.write_all(value.as_bytes()).map_err(fail)?;
     }
     Ok(())
@@ -85,8 +96,14 @@ mod tests {
     #[test]
     fn only_namespaced_sysctls() {
         let ok = [
-            ("net.ipv4.ip_unprivileged_port_start", "net/ipv4/ip_unprivileged_port_start"),
-            ("net/ipv4/conf/eth0.100/rp_filter", "net/ipv4/conf/eth0.100/rp_filter"),
+            (
+                "net.ipv4.ip_unprivileged_port_start",
+                "net/ipv4/ip_unprivileged_port_start",
+            ),
+            (
+                "net/ipv4/conf/eth0.100/rp_filter",
+                "net/ipv4/conf/eth0.100/rp_filter",
+            ),
             ("kernel.shmmax", "kernel/shmmax"),
             ("kernel.shm_rmid_forced", "kernel/shm_rmid_forced"),
             ("kernel.msgmnb", "kernel/msgmnb"),
@@ -96,19 +113,42 @@ mod tests {
         for (key, path) in ok {
             assert_eq!(check(key, false).expect(key), PathBuf::from(path));
         }
-        for key in ["kernel.hostname", "kernel.panic", "vm.swappiness", "fs.file-max", "kernel.semx.y", "kernel.sem.x"] {
-            assert_eq!(check(key, false), Err(SysctlError::NotNamespaced(key.into())), "{key}");
+        for key in [
+            "kernel.hostname",
+            "kernel.panic",
+            "vm.swappiness",
+            "fs.file-max",
+            "kernel.semx.y",
+            "kernel.sem.x",
+        ] {
+            assert_eq!(
+                check(key, false),
+                Err(SysctlError::NotNamespaced(key.into())),
+                "{key}"
+            );
         }
         assert_eq!(
             check("net.ipv4.ip_forward", true),
             Err(SysctlError::HostNetwork("net.ipv4.ip_forward".into()))
         );
-        assert_eq!(check("kernel.shmmax", true).expect("ipc sysctl with host network"), PathBuf::from("kernel/shmmax"));
+        assert_eq!(
+            check("kernel.shmmax", true).expect("ipc sysctl with host network"),
+            PathBuf::from("kernel/shmmax")
+        );
         for key in ["net..ipv4", "net/../../etc/passwd", "net", "", "net.ipv4."] {
-            assert_eq!(check(key, false), Err(SysctlError::Name(key.into())), "{key:?}");
+            assert_eq!(
+                check(key, false),
+                Err(SysctlError::Name(key.into())),
+                "{key:?}"
+            );
         }
         let msg = SysctlError::NotNamespaced("vm.swappiness".into()).to_string();
-        assert!(msg.starts_with("sysctl \"vm.swappiness\" is not in a separate kernel namespace (hint:"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "sysctl \"vm.swappiness\" is not in a separate kernel namespace (hint:"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -118,17 +158,27 @@ mod tests {
         std::fs::write(dir.path().join("kernel/shmmax"), "1\n").expect("seed");
         let mut sysctls = BTreeMap::from([("kernel.shmmax".to_string(), "4096".to_string())]);
         apply(&sysctls, false, dir.path()).expect("apply");
-        assert_eq!(std::fs::read_to_string(dir.path().join("kernel/shmmax")).expect("read"), "4096");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("kernel/shmmax")).expect("read"),
+            "4096"
+        );
 
         // A bad key anywhere means nothing is written.
         sysctls.insert("kernel.shmmax".into(), "8192".into());
         sysctls.insert("vm.swappiness".into(), "1".into());
         let err = apply(&sysctls, false, dir.path()).unwrap_err().to_string();
         assert!(err.contains("vm.swappiness"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("kernel/shmmax")).expect("read"), "4096");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("kernel/shmmax")).expect("read"),
+            "4096"
+        );
 
         let missing = BTreeMap::from([("kernel.shmall".to_string(), "1".to_string())]);
         let err = apply(&missing, false, dir.path()).unwrap_err().to_string();
-        assert!(err.starts_with("write sysctl kernel.shmall") && err.ends_with("no such file or directory"), "{err}");
+        assert!(
+            err.starts_with("write sysctl kernel.shmall")
+                && err.ends_with("no such file or directory"),
+            "{err}"
+        );
     }
 }

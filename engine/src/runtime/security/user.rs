@@ -87,7 +87,13 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
                 gid: id(f.get(2)?)?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .map(str::trim)
+                            .filter(|m| !m.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -103,13 +109,22 @@ fn numeric(arg: &str) -> Option<Result<u32, ()>> {
 /// whether or not passwd has it; a name must exist; the first match wins; supplementary
 /// groups come from the groups that list the matched user's name, and only when no group
 /// was given.
-pub fn resolve(spec: Option<&str>, passwd: &[PasswdEntry], groups: &[GroupEntry]) -> Result<ExecUser, UserError> {
+pub fn resolve(
+    spec: Option<&str>,
+    passwd: &[PasswdEntry],
+    groups: &[GroupEntry],
+) -> Result<ExecUser, UserError> {
     let spec = spec.unwrap_or("0");
     let (user_arg, group_arg) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let mut user = ExecUser { uid: 0, gid: 0, groups: Vec::new(), home: "/".into() };
+    let mut user = ExecUser {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        home: "/".into(),
+    };
     let user_num = numeric(user_arg);
     let found = passwd.iter().find(|p| match user_num {
         Some(Ok(uid)) => p.uid == uid,
@@ -164,7 +179,10 @@ pub fn resolve(spec: Option<&str>, passwd: &[PasswdEntry], groups: &[GroupEntry]
 /// A missing file is `None`: numeric users still work then, as in runc. A file that is not
 /// regular (a FIFO would block the init for ever) or too large is an error.
 pub fn read_database(path: &Path) -> Result<Option<String>, SecurityError> {
-    let fail = |reason: String| SecurityError::ReadDatabase { path: path.display().to_string(), reason };
+    let fail = |reason: String| SecurityError::ReadDatabase {
+        path: path.display().to_string(),
+        reason,
+    };
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -190,23 +208,38 @@ pub fn read_database(path: &Path) -> Result<Option<String>, SecurityError> {
 
 /// Resolves `spec` in the container's `/etc/passwd` and `/etc/group`.
 pub fn resolve_in_root(spec: Option<&str>) -> Result<ExecUser, SecurityError> {
-    let passwd = read_database(Path::new("/etc/passwd"))?.map(|t| parse_passwd(&t)).unwrap_or_default();
-    let groups = read_database(Path::new("/etc/group"))?.map(|t| parse_group(&t)).unwrap_or_default();
+    let passwd = read_database(Path::new("/etc/passwd"))?
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default();
+    let groups = read_database(Path::new("/etc/group"))?
+        .map(|t| parse_group(&t))
+        .unwrap_or_default();
     Ok(resolve(spec, &passwd, &groups)?)
 }
 
 /// Becomes `user`: supplementary groups, then gid, then uid, with keep-caps on so the
 /// permitted capabilities survive the uid change (the caller installs the final sets).
 pub fn switch_to(user: &ExecUser) -> Result<(), SecurityError> {
-    let step = |op: String| move |e: nix::errno::Errno| SecurityError::Identity { op, reason: errno_text(e) };
-    sys::caps::set_keepcaps(true).map_err(|e| SecurityError::Identity { op: "set keep-caps".into(), reason: io_text(&e) })?;
+    let step = |op: String| {
+        move |e: nix::errno::Errno| SecurityError::Identity {
+            op,
+            reason: errno_text(e),
+        }
+    };
+    sys::caps::set_keepcaps(true).map_err(|e| SecurityError::Identity {
+        op: "set keep-caps".into(),
+        reason: io_text(&e),
+    })?;
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups).map_err(step(format!("setgroups {:?}", user.groups)))?;
     let gid = Gid::from_raw(user.gid);
     setresgid(gid, gid, gid).map_err(step(format!("setgid {}", user.gid)))?;
     let uid = Uid::from_raw(user.uid);
     setresuid(uid, uid, uid).map_err(step(format!("setuid {}", user.uid)))?;
-    sys::caps::set_keepcaps(false).map_err(|e| SecurityError::Identity { op: "clear keep-caps".into(), reason: io_text(&e) })
+    sys::caps::set_keepcaps(false).map_err(|e| SecurityError::Identity {
+        op: "clear keep-caps".into(),
+        reason: io_text(&e),
+    })
 }
 
 #[cfg(test)]
@@ -237,15 +270,39 @@ nogroup:x:65534:
     }
 
     fn user(uid: u32, gid: u32, groups: &[u32], home: &str) -> ExecUser {
-        ExecUser { uid, gid, groups: groups.to_vec(), home: home.into() }
+        ExecUser {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+            home: home.into(),
+        }
     }
 
     #[test]
     fn parses_databases() {
         let (p, g) = users();
-        assert_eq!(p.len(), 5, "comment, blank line and the bad uid are skipped: {p:?}");
-        assert_eq!(p[2], PasswdEntry { name: "app".into(), uid: 1000, gid: 1000, home: "/home/app".into() });
-        assert_eq!(g[2], GroupEntry { name: "audio".into(), gid: 29, members: vec!["app".into(), "nobody".into()] });
+        assert_eq!(
+            p.len(),
+            5,
+            "comment, blank line and the bad uid are skipped: {p:?}"
+        );
+        assert_eq!(
+            p[2],
+            PasswdEntry {
+                name: "app".into(),
+                uid: 1000,
+                gid: 1000,
+                home: "/home/app".into()
+            }
+        );
+        assert_eq!(
+            g[2],
+            GroupEntry {
+                name: "audio".into(),
+                gid: 29,
+                members: vec!["app".into(), "nobody".into()]
+            }
+        );
         assert_eq!(g[0].members, Vec::<String>::new());
     }
 
@@ -267,7 +324,11 @@ nogroup:x:65534:
             (Some("nobody:777"), user(65534, 777, &[], "/nonexistent")),
         ];
         for (spec, want) in cases {
-            assert_eq!(&resolve(*spec, &p, &g).expect("resolves"), want, "user {spec:?}");
+            assert_eq!(
+                &resolve(*spec, &p, &g).expect("resolves"),
+                want,
+                "user {spec:?}"
+            );
         }
     }
 
@@ -287,9 +348,15 @@ nogroup:x:65534:
             "user 4294967295: uids and gids must be in range 0-2147483647"
         );
         // Without any database, numbers work and names do not.
-        assert_eq!(resolve(Some("12:34"), &[], &[]).expect("numeric"), user(12, 34, &[], "/"));
+        assert_eq!(
+            resolve(Some("12:34"), &[], &[]).expect("numeric"),
+            user(12, 34, &[], "/")
+        );
         assert_eq!(resolve(None, &[], &[]).expect("root"), user(0, 0, &[], "/"));
-        assert_eq!(resolve(Some("root"), &[], &[]), Err(UserError::NoUser("root".into())));
+        assert_eq!(
+            resolve(Some("root"), &[], &[]),
+            Err(UserError::NoUser("root".into()))
+        );
     }
 
     #[test]
@@ -300,7 +367,8 @@ nogroup:x:65534:
         std::fs::write(&path, PASSWD).expect("write");
         assert_eq!(read_database(&path).expect("read").as_deref(), Some(PASSWD));
         let fifo = dir.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
         let err = read_database(&fifo).unwrap_err().to_string();
         assert!(err.ends_with("fifo: not a regular file"), "{err}");
     }

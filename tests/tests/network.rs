@@ -1,0 +1,675 @@
+//! End to end, networks: busybox `httpd` in a container answers through its published port
+//! from the host's 127.0.0.1, from a host address and from a second network namespace that
+//! plays another host; UDP likewise; containers reach each other by name (and stop doing so
+//! when one goes); two networks are isolated; an internal network has no way out; a port
+//! already taken is an error on that container only; an agent restart keeps every address;
+//! and removing the manifests leaves no link, namespace, nftables table or lease.
+//!
+//! Debian's busybox has no UDP server applet (its `nc` lacks `-u`), so the UDP endpoint is a
+//! socket the test opens inside the web container's network namespace: the path under test
+//! (DNAT, forwarding, the container's interface) is the same.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_tests::agent::{leaks, Agent};
+use berth_tests::{push_busybox, require_tool, Registry};
+use serde_json::Value;
+
+const IDLE: &str = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
+const WEB: &str = "mkdir -p /tmp/www && echo hello-from-web > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+
+fn container(name: &str, networks: &str, script: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: berth/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sh, -c]\n  args: [\"{script}\"]\n  networks: {networks}\n  stopTimeout: 2s\n{extra}"
+    )
+}
+
+fn network(name: &str, extra: &str) -> String {
+    format!("apiVersion: berth/v1\nkind: Network\nmetadata:\n  name: {name}\nspec:\n  driver: bridge\n{extra}")
+}
+
+/// A bridge prefix and pool for this test alone.
+fn network_settings() -> (String, String) {
+    let h = std::process::id().wrapping_mul(2246822519);
+    (
+        format!("e{:05x}", h & 0xfffff),
+        format!("10.{}.{}.0/21", 224 + (h >> 20) % 16, ((h >> 8) % 32) * 8),
+    )
+}
+
+fn pid_of(c: &Value) -> i32 {
+    c["pid"].as_i64().expect("running container has a pid") as i32
+}
+
+/// The container's address, from the hosts file berth wrote for it.
+fn address_of(pid: i32) -> Ipv4Addr {
+    let hosts = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hosts")).unwrap();
+    hosts
+        .lines()
+        .last()
+        .and_then(|l| l.split('\t').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {hosts}"))
+}
+
+/// Runs a command inside the container (its mount and network namespaces, its root).
+fn exec_in(pid: i32, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "-n", "-u", "-r", "-w", "--"])
+        .args(args)
+        .output()
+        .expect("run nsenter");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+fn wget_in(pid: i32, url: &str) -> Result<String, String> {
+    exec_in(pid, &["wget", "-q", "-O-", "-T", "3", url])
+}
+
+fn http_get(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    Ok(resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(resp))
+}
+
+fn udp_ask(addr: SocketAddr, msg: &str) -> Result<String, String> {
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(msg.as_bytes(), addr).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 256];
+    let (n, _) = s
+        .recv_from(&mut buf)
+        .map_err(|e| format!("receive from {addr}: {e}"))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Runs `f` on a thread inside the network namespace at `ns` (a file or /proc/PID/ns/net).
+fn in_netns<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(ns).unwrap_or_else(|e| panic!("open {}: {e}", ns.display()));
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// "Another host": a namespace linked to the host by a veth, with a /30 of the benchmarking
+/// range 198.18.0.0/15 and a default route through the host.
+struct PeerHost {
+    name: String,
+    host_if: String,
+    host_ip: Ipv4Addr,
+}
+
+impl PeerHost {
+    fn new(prefix: &str) -> PeerHost {
+        let name = format!("{prefix}-peer");
+        let (host_if, peer_if) = (format!("{prefix}h"), format!("{prefix}x"));
+        let third = std::process::id() % 250;
+        let (host_ip, peer_ip) = (
+            Ipv4Addr::new(198, 18, third as u8, 1),
+            Ipv4Addr::new(198, 18, third as u8, 2),
+        );
+        let peer = PeerHost {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            host_ip,
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &name,
+        ]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{peer_ip}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&["-n", &name, "link", "set", &peer_if, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "route",
+            "add",
+            "default",
+            "via",
+            &host_ip.to_string(),
+        ]);
+        peer
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for PeerHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A UDP server inside the network namespace of `pid`, answering `udp:` + the datagram.
+fn udp_server_in(pid: i32, port: u16, stop: Arc<AtomicBool>) {
+    let sock = in_netns(Path::new(&format!("/proc/{pid}/ns/net")), move || {
+        UdpSocket::bind(("0.0.0.0", port))
+    })
+    .expect("bind udp in container");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let reply = [b"udp:".as_slice(), &buf[..n]].concat();
+                let _ = sock.send_to(&reply, from);
+            }
+        }
+    });
+}
+
+fn links_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+fn nft_table_exists(table: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Rows of a table of the agent's state db, read with an independent client.
+fn db_rows(state_dir: &Path, table: &str) -> usize {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from {table}').fetchone()[0])"))
+        .arg(state_dir.join("state.db"))
+        .output()
+        .expect("run python3 (hint: apt-get install python3)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn ports_names_isolation_restart_and_cleanup() {
+    require_tool("nsenter", "util-linux").unwrap();
+    require_tool("nft", "nftables").unwrap();
+    require_tool("ip", "iproute2").unwrap();
+    let registry = Registry::start().expect("start registry");
+    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
+    let (prefix, pool) = network_settings();
+    let mut agent = Agent::start_with(
+        &registry,
+        &format!("networks:\n  bridgePrefix: {prefix}\n  pool: {pool}\n"),
+    )
+    .expect("start agent");
+    let peer = PeerHost::new(&prefix);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tcp_port, udp_port) = (free_port(), free_port());
+
+    agent
+        .write_manifest(
+            "networks.yaml",
+            &[
+                network("front", ""),
+                network("back", ""),
+                network("vault", "  internal: true\n"),
+            ]
+            .join("---\n"),
+        )
+        .unwrap();
+    let ports = format!(
+        "  ports:\n    - {{containerPort: 8080, hostPort: {tcp_port}}}\n    - {{containerPort: 5353, hostPort: {udp_port}, protocol: udp}}\n"
+    );
+    agent
+        .write_manifest("web.yaml", &container("web", "[front]", WEB, &ports))
+        .unwrap();
+    agent
+        .write_manifest("client.yaml", &container("client", "[front]", IDLE, ""))
+        .unwrap();
+    agent
+        .write_manifest("stranger.yaml", &container("stranger", "[back]", IDLE, ""))
+        .unwrap();
+    agent
+        .write_manifest("locked.yaml", &container("locked", "[vault]", IDLE, ""))
+        .unwrap();
+    let mut pids = std::collections::BTreeMap::new();
+    for name in ["web", "client", "stranger", "locked"] {
+        let c = agent
+            .wait_container(name, "running", |c| c["state"] == "running")
+            .unwrap();
+        pids.insert(name, pid_of(&c));
+    }
+    let (web, client, stranger, locked) = (
+        pids["web"],
+        pids["client"],
+        pids["stranger"],
+        pids["locked"],
+    );
+    let web_ip = address_of(web);
+    let gateway: Ipv4Addr = std::fs::read_to_string(format!("/proc/{client}/root/etc/resolv.conf"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .and_then(|a| a.parse().ok())
+        .expect("resolv.conf names the gateway");
+    let hostname = std::fs::read_to_string(format!("/proc/{web}/root/etc/hostname")).unwrap();
+    assert_eq!(hostname, "web\n");
+    udp_server_in(web, 5353, stop.clone());
+    // httpd needs a moment to listen.
+    wait_until("web's httpd", Duration::from_secs(10), || {
+        http_get(SocketAddr::from((web_ip, 8080))).ok()
+    });
+
+    // Published TCP: from 127.0.0.1, from a host address, from another host, hairpin.
+    let hello = Ok("hello-from-web\n".to_string());
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port))),
+        hello
+    );
+    assert_eq!(http_get(SocketAddr::from((peer.host_ip, tcp_port))), hello);
+    let peer_addr = SocketAddr::from((peer.host_ip, tcp_port));
+    assert_eq!(
+        in_netns(&peer.path(), move || http_get(peer_addr)),
+        hello,
+        "from the other host"
+    );
+    assert_eq!(
+        wget_in(client, &format!("http://{gateway}:{tcp_port}/")).as_deref(),
+        Ok("hello-from-web\n"),
+        "hairpin"
+    );
+    // Published UDP, the same ways.
+    assert_eq!(
+        udp_ask(SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port)), "a"),
+        Ok("udp:a".into())
+    );
+    assert_eq!(
+        udp_ask(SocketAddr::from((peer.host_ip, udp_port)), "b"),
+        Ok("udp:b".into())
+    );
+    let peer_udp = SocketAddr::from((peer.host_ip, udp_port));
+    assert_eq!(
+        in_netns(&peer.path(), move || udp_ask(peer_udp, "c")),
+        Ok("udp:c".into()),
+        "udp from the other host"
+    );
+
+    // By name on a shared network; not across networks; nothing out of the internal one.
+    assert_eq!(
+        wget_in(client, "http://web:8080/").as_deref(),
+        Ok("hello-from-web\n")
+    );
+    let lookup = exec_in(client, &["nslookup", "web"]).unwrap();
+    assert!(lookup.contains(&web_ip.to_string()), "{lookup}");
+    let across = wget_in(stranger, &format!("http://{web_ip}:8080/"));
+    assert!(across.is_err(), "back reached front: {across:?}");
+    assert!(
+        wget_in(stranger, "http://web:8080/")
+            .unwrap_err()
+            .contains("bad address"),
+        "web's name is not known on back"
+    );
+    let out = wget_in(locked, &format!("http://{web_ip}:8080/")).unwrap_err();
+    assert!(out.contains("unreachable"), "{out}");
+    assert!(
+        wget_in(locked, &format!("http://{}:{tcp_port}/", peer.host_ip)).is_err(),
+        "internal reaches the host's ports"
+    );
+
+    // A port that is taken fails that container only.
+    agent
+        .write_manifest(
+            "dup.yaml",
+            &container(
+                "dup",
+                "[front]",
+                IDLE,
+                &format!("  ports:\n    - {{containerPort: 80, hostPort: {tcp_port}}}\n"),
+            ),
+        )
+        .unwrap();
+    let held = TcpListener::bind("0.0.0.0:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    agent
+        .write_manifest(
+            "busy.yaml",
+            &container(
+                "busy",
+                "[front]",
+                IDLE,
+                &format!("  ports:\n    - {{containerPort: 80, hostPort: {held_port}}}\n"),
+            ),
+        )
+        .unwrap();
+    let dup = agent
+        .wait_container("dup", "failed", |c| c["state"] == "failed")
+        .unwrap();
+    assert!(
+        dup["message"].as_str().unwrap().contains(&format!(
+            "host port {tcp_port}/tcp is already published by container web"
+        )),
+        "{dup}"
+    );
+    let busy = agent
+        .wait_container("busy", "failed", |c| c["state"] == "failed")
+        .unwrap();
+    assert!(
+        busy["message"]
+            .as_str()
+            .unwrap()
+            .contains("is in use by a host process"),
+        "{busy}"
+    );
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port))),
+        hello,
+        "web unaffected"
+    );
+    agent.remove_manifest("dup.yaml").unwrap();
+    agent.remove_manifest("busy.yaml").unwrap();
+    drop(held);
+
+    // Names follow containers: web goes, its name goes; it comes back, its name comes back.
+    agent.remove_manifest("web.yaml").unwrap();
+    wait_until("web's name to go", Duration::from_secs(30), || {
+        wget_in(client, "http://web:8080/")
+            .err()
+            .filter(|e| e.contains("bad address"))
+    });
+    agent
+        .write_manifest("web.yaml", &container("web", "[front]", WEB, &ports))
+        .unwrap();
+    let web = pid_of(
+        &agent
+            .wait_container("web", "running again", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    let web_ip = address_of(web);
+    udp_server_in(web, 5353, stop.clone());
+    wait_until("web by name again", Duration::from_secs(15), || {
+        wget_in(client, "http://web:8080/").ok()
+    });
+
+    // An agent restart keeps every container and every address, and everything still works.
+    let addresses: Vec<(i32, Ipv4Addr)> = [web, client, stranger, locked]
+        .iter()
+        .map(|&p| (p, address_of(p)))
+        .collect();
+    agent.restart().unwrap();
+    for name in ["web", "client", "stranger", "locked"] {
+        agent
+            .wait_container(name, "adopted", |c| c["state"] == "running")
+            .unwrap();
+    }
+    for (pid, addr) in &addresses {
+        assert_eq!(address_of(*pid), *addr);
+        let inside = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "ip",
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "eth0",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&inside.stdout).contains(&format!("{addr}/")),
+            "pid {pid} lost {addr}"
+        );
+    }
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port))),
+        hello
+    );
+    assert_eq!(
+        udp_ask(SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port)), "d"),
+        Ok("udp:d".into())
+    );
+    wait_until("dns after the restart", Duration::from_secs(15), || {
+        wget_in(client, "http://web:8080/").ok()
+    });
+    assert_eq!(address_of(web), web_ip);
+
+    // Cleanup: every manifest goes; nothing of the prefix is left.
+    let bridges = links_with(&prefix);
+    assert!(
+        bridges.len() >= 3 + 4,
+        "bridges and veths carry the prefix: {bridges:?}"
+    );
+    assert!(nft_table_exists(&prefix));
+    for f in [
+        "web.yaml",
+        "client.yaml",
+        "stranger.yaml",
+        "locked.yaml",
+        "networks.yaml",
+    ] {
+        agent.remove_manifest(f).unwrap();
+    }
+    agent
+        .wait_for("every container to go", Duration::from_secs(60), |a| {
+            a.containers().ok().filter(|c| c.is_empty())
+        })
+        .unwrap();
+    let host_if = peer.host_if.clone();
+    wait_until("every network to go", Duration::from_secs(40), || {
+        let left: Vec<String> = links_with(&prefix)
+            .into_iter()
+            .filter(|l| *l != host_if)
+            .collect();
+        (left.is_empty() && !nft_table_exists(&prefix)).then_some(())
+    });
+    let netns_dir = agent.run_dir.join("netns");
+    assert_eq!(
+        std::fs::read_dir(&netns_dir)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "namespace pins left"
+    );
+    stop.store(true, Ordering::SeqCst);
+    agent.stop().unwrap();
+    assert_eq!(
+        (
+            db_rows(&agent.state_dir, "leases"),
+            db_rows(&agent.state_dir, "networks")
+        ),
+        (0, 0)
+    );
+    drop(peer);
+    assert_eq!(links_with(&prefix), Vec::<String>::new());
+    let (cg, dir) = (agent.prefix.clone(), agent.root.path().to_path_buf());
+    drop(agent);
+    let left = leaks(&cg, &dir);
+    assert!(left.is_empty(), "left on the host: {left:#?}");
+}
+
+#[test]
+fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
+    let registry = Registry::start().expect("start registry");
+    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
+    let (prefix, pool) = network_settings();
+    let prefix = format!("{}z", &prefix[..6]);
+    let agent = Agent::start_with(
+        &registry,
+        &format!("networks:\n  bridgePrefix: {prefix}\n  pool: {pool}\n"),
+    )
+    .expect("start agent");
+    agent
+        .write_manifest(
+            "h.yaml",
+            &container("onhost", "[]", IDLE, "  networkMode: host\n"),
+        )
+        .unwrap();
+    agent
+        .write_manifest(
+            "n.yaml",
+            &container("alone", "[]", IDLE, "  networkMode: none\n"),
+        )
+        .unwrap();
+    let port = free_port();
+    agent
+        .write_manifest(
+            "w.yaml",
+            &container(
+                "web",
+                "[default]",
+                WEB,
+                &format!("  ports:\n    - {{containerPort: 8080, hostPort: {port}}}\n"),
+            ),
+        )
+        .unwrap();
+    let onhost = pid_of(
+        &agent
+            .wait_container("onhost", "running", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    let alone = pid_of(
+        &agent
+            .wait_container("alone", "running", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    let web = pid_of(
+        &agent
+            .wait_container("web", "running", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(
+        ns(onhost),
+        std::fs::read_link("/proc/self/ns/net").unwrap(),
+        "host mode shares the host's namespace"
+    );
+    assert_ne!(ns(alone), std::fs::read_link("/proc/self/ns/net").unwrap());
+    let links = Command::new("nsenter")
+        .args(["-t", &alone.to_string(), "-n", "ip", "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert_eq!(links.lines().count(), 1, "none mode has only lo: {links}");
+    // The built-in default network carries the prefix; deleted by hand, it comes back.
+    let hello = Ok("hello-from-web\n".to_string());
+    let url = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    wait_until("web's httpd", Duration::from_secs(10), || {
+        http_get(url).ok()
+    });
+    let bridge = links_with(&format!("{prefix}b"))
+        .pop()
+        .expect("default bridge");
+    assert!(Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("nft")
+        .args(["flush", "table", "inet", &prefix])
+        .status()
+        .unwrap()
+        .success());
+    assert!(http_get(url).is_err());
+    // The periodic resync repairs it (a manifest event makes it sooner).
+    agent
+        .write_manifest("touch.yaml", &network("spare", ""))
+        .unwrap();
+    wait_until(
+        "the bridge and the table to come back",
+        Duration::from_secs(40),
+        || (http_get(url) == hello).then_some(()),
+    );
+    assert_eq!(
+        address_of(web).octets()[0],
+        10,
+        "web is on the default network"
+    );
+    for f in ["h.yaml", "n.yaml", "w.yaml", "touch.yaml"] {
+        agent.remove_manifest(f).unwrap();
+    }
+    agent
+        .wait_for("every container to go", Duration::from_secs(60), |a| {
+            a.containers().ok().filter(|c| c.is_empty())
+        })
+        .unwrap();
+    wait_until("the default network to go", Duration::from_secs(40), || {
+        (links_with(&prefix).is_empty() && !nft_table_exists(&prefix)).then_some(())
+    });
+}
