@@ -37,8 +37,10 @@ enum Command {
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
-    /// Print the JSON Schema of manifest documents, for editors
-    /// (`# yaml-language-server: $schema=<file or url>`).
+    /// Print the JSON Schema (draft 2020-12) of manifest documents, for editors.
+    ///
+    /// Save it and start a manifest with `# yaml-language-server: $schema=<file or url>` for
+    /// completion and checks as you type.
     Schema,
     /// Show what the running agent would do if DIR were its manifest directory.
     ///
@@ -49,11 +51,13 @@ enum Command {
     /// There is no registry traffic: a tag is not resolved, so an image digest change is
     /// shown only for images pinned by digest (`image@sha256:…`) in the manifest.
     Plan {
+        /// The directory to plan; default: the agent's own manifest directory.
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
         /// The agent's API address.
         #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
         addr: SocketAddr,
+        /// `json`: the plan as JSON (the same as the agent's `GET /v1/plan`).
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
         /// Exit 2 when there are changes (0 when none, 1 on error).

@@ -65,17 +65,17 @@ fn exec_in(pid: i32, args: &[&str]) -> Result<String, String> {
         .args(args)
         .output()
         .expect("run nsenter");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
-        Ok(text)
+        Ok(stdout)
     } else {
-        Err(text)
+        Err(stdout + &String::from_utf8_lossy(&out.stderr))
     }
 }
 
+/// busybox `wget`; its own `-T` crashes Debian's static build, so `timeout` bounds it.
 fn wget_in(pid: i32, url: &str) -> Result<String, String> {
-    exec_in(pid, &["wget", "-q", "-O-", "-T", "3", url])
+    exec_in(pid, &["timeout", "5", "wget", "-q", "-O-", url])
 }
 
 fn http_get(addr: SocketAddr) -> Result<String, String> {

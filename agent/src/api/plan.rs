@@ -16,17 +16,22 @@ use serde_json::json;
 use super::{error, ApiState};
 use crate::reconcile::{last_good, now_unix, preview};
 
-fn read_state(state: &ApiState) -> Result<(Vec<ContainerRecord>, Vec<LastGoodRecord>), Response> {
+/// The container records and last-good rows; `None` (logged) when the db fails.
+fn read_state(state: &ApiState) -> Option<(Vec<ContainerRecord>, Vec<LastGoodRecord>)> {
     match (state.db.list_containers(), state.db.list_last_good()) {
-        (Ok(r), Ok(g)) => Ok((r, g)),
+        (Ok(r), Ok(g)) => Some((r, g)),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "read the state db for the plan");
-            Err(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "state database unavailable",
-            ))
+            None
         }
     }
+}
+
+fn db_unavailable() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "state database unavailable",
+    )
 }
 
 pub async fn get_plan(State(state): State<Arc<ApiState>>) -> Response {
@@ -36,9 +41,8 @@ pub async fn get_plan(State(state): State<Arc<ApiState>>) -> Response {
             "the agent has not loaded its manifests yet",
         );
     };
-    let (records, rows) = match read_state(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some((records, rows)) = read_state(&state) else {
+        return db_unavailable();
     };
     let (good, errors) = last_good::decode_all(&rows);
     for e in errors {
@@ -57,13 +61,13 @@ pub async fn get_plan(State(state): State<Arc<ApiState>>) -> Response {
 
 pub async fn get_state(State(state): State<Arc<ApiState>>) -> Response {
     match read_state(&state) {
-        Ok((containers, last_good)) => Json(json!({
+        Some((containers, last_good)) => Json(json!({
             "manifests": state.last_load.dir(),
             "containers": containers,
             "lastGood": last_good,
         }))
         .into_response(),
-        Err(r) => r,
+        None => db_unavailable(),
     }
 }
 

@@ -158,8 +158,9 @@ pub fn apply_sysctls(cfg: &SecurityConfig, host_network: bool) -> Result<()> {
 
 /// Applies everything but the sysctls, in the container's init after `pivot_root` and
 /// `chdir`, right before `execve`. Afterwards the process holds only `cfg.capabilities`,
-/// runs as the configured user, and is under the seccomp filter.
-pub fn apply(cfg: &SecurityConfig) -> Result<()> {
+/// runs as the configured user, and is under the seccomp filter. Returns the user it became
+/// (its `home` is what Docker puts in `HOME` when the environment has none).
+pub fn apply(cfg: &SecurityConfig) -> Result<ExecUser> {
     // Everything that reads files or can fail for a reason the operator should fix comes
     // first, while nothing has been given up yet.
     let user = user::resolve_in_root(cfg.user.as_deref())?;
@@ -207,7 +208,7 @@ pub fn apply(cfg: &SecurityConfig) -> Result<()> {
         sys::seccomp::install_filter(&program)
             .map_err(|e| SecurityError::SeccompInstall(io_text(&e)))?;
     }
-    Ok(())
+    Ok(user)
 }
 
 #[cfg(test)]
