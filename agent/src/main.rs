@@ -57,7 +57,7 @@ enum Command {
         /// The agent's API address.
         #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
         addr: SocketAddr,
-        /// `json`: the plan as JSON (the same as the agent's `GET /v1/plan`).
+        /// `json`: the plan as JSON, in the format of the agent's `GET /v1/plan`.
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
         /// Exit 2 when there are changes (0 when none, 1 on error).

@@ -64,8 +64,8 @@ pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
         sys::net::set_link_up("lo").map_err(|e| format!("bring up lo: {}", io_text(&e)))?;
     }
     chdir(cfg.cwd.as_str()).map_err(|e| format!("chdir to {}: {}", cfg.cwd, errno_text(e)))?;
-    security::apply(&cfg.security)?;
-    exec(cfg)
+    let user = security::apply(&cfg.security)?;
+    exec(cfg, &user.home)
 }
 
 /// Enters the prepared network namespace (bridge networks). A new empty one was made by the
@@ -158,7 +158,8 @@ fn mount_dev() -> Result<(), String> {
         "tmpfs",
         "/dev",
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        // noexec as podman: device nodes work without exec rights, and nothing in /dev is a program.
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
@@ -228,12 +229,17 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<
         .collect()
 }
 
-fn exec(cfg: &ShimConfig) -> Result<Infallible, String> {
+/// `home`: the user's home dir from the image's passwd file; it becomes `HOME` unless the
+/// image or the manifest set one (as runc does).
+fn exec(cfg: &ShimConfig, home: &str) -> Result<Infallible, String> {
     let program = find_executable(cfg)?;
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| "exec: program path contains a NUL byte".to_string())?;
     let argv = cstrings(cfg.args.iter().map(String::as_str), "argument")?;
-    let envp = cstrings(cfg.env.iter().map(String::as_str), "env entry")?;
+    let home_var = format!("HOME={}", if home.is_empty() { "/" } else { home });
+    let has_home = cfg.env.iter().any(|kv| kv.starts_with("HOME="));
+    let env = cfg.env.iter().map(String::as_str).chain((!has_home).then_some(home_var.as_str()));
+    let envp = cstrings(env, "env entry")?;
     // The error pipe is O_CLOEXEC and must stay open until the exec succeeds; every other fd
     // above stderr is marked close-on-exec too.
     sys::process::cloexec_from(3).map_err(|e| format!("mark fds close-on-exec: {}", io_text(&e)))?;
