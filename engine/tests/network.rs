@@ -572,7 +572,7 @@ async fn macvlan_on_a_veth_parent_reaches_a_lan_namespace() {
     let prefix = fx.cfg.prefix.clone();
     // The "LAN": a namespace holding one end of a veth; the other end, on the host, is the
     // macvlan parent.
-    let lan = fx.dir.path().join("lan");
+    let lan = fx.cfg.netns_dir().join("lan-test");
     netns::create(&lan).unwrap();
     let (parent, peer) = (format!("{prefix}p0"), format!("{prefix}p1"));
     let sh = |args: &[&str]| {

@@ -81,6 +81,8 @@ pub struct Agent {
     /// cgroup parent of this agent's containers, unique per test.
     pub prefix: String,
     config: PathBuf,
+    /// Prefix of the agent's bridges, veths and nftables table.
+    net_prefix: String,
 }
 
 impl Agent {
@@ -108,6 +110,12 @@ impl Agent {
             ) + &network_config(&prefix, extra_config)
                 + extra_config,
         )?;
+        let written = std::fs::read_to_string(&config)?;
+        let net_prefix = written
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("bridgePrefix:"))
+            .map(|p| p.trim().trim_matches('"').to_string())
+            .unwrap_or_default();
         let mut agent = Agent {
             child: None,
             state_dir: root.path().join("state"),
@@ -117,6 +125,7 @@ impl Agent {
             addr,
             prefix,
             config,
+            net_prefix,
         };
         agent.spawn()?;
         Ok(agent)
@@ -391,10 +400,28 @@ impl Drop for Agent {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        remove_network_objects(&self.net_prefix);
         // Shims exit once their container is gone.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Deletes the links and the nftables table of a network prefix (what an agent stopped
+/// mid-test leaves: it keeps networks while it is away, by design).
+pub fn remove_network_objects(prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for name in text.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)) {
+            if name.starts_with(prefix) {
+                let _ = Command::new("ip").args(["link", "del", name]).status();
+            }
+        }
+    }
+    let _ = Command::new("nft").args(["delete", "table", "inet", prefix]).stderr(Stdio::null()).status();
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod image;
+pub mod podman;
 pub mod registry;
 
 pub use image::push_busybox;

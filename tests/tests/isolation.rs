@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use berth_tests::agent::{cgroup_dirs_with, leaks, Agent};
-use berth_tests::{push_busybox, require_tool, Registry};
+use berth_tests::agent::{leaks, Agent};
+use berth_tests::podman::Podman;
+use berth_tests::{push_busybox, Registry};
 
 /// `sh -c PROBE probe HOST_HOSTNAME DISK` (DISK: `major:minor` of a host block device).
 /// Busybox only; one `key value…` line per fact.
@@ -256,96 +256,6 @@ fn table(rows: &[Row]) -> String {
         ));
     }
     out
-}
-
-/// Podman with all of its state in a temp dir: storage (`--root`, `--runroot`), runc's
-/// state, locks, events and networks; each call in a private mount namespace whose `/run`
-/// is a fresh tmpfs, so the host's `/run` and mount table stay untouched. Its containers'
-/// cgroups go under `cgroup_parent`, which the test removes.
-struct Podman {
-    dir: tempfile::TempDir,
-    cgroup_parent: String,
-}
-
-impl Podman {
-    fn new(cgroup_parent: String) -> Podman {
-        require_tool("podman", "podman").unwrap();
-        require_tool("runc", "runc").unwrap();
-        require_tool("unshare", "util-linux").unwrap();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-test-podman-")
-            .tempdir()
-            .expect("podman temp dir");
-        // Ulimits at or below this host's hard limits: runc fails to start a container whose
-        // configured limits are above them, and the defaults are.
-        let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-        let limit = |name: &str| -> u64 {
-            let line = limits
-                .lines()
-                .find(|l| l.starts_with(name))
-                .unwrap_or_else(|| panic!("{name} in {limits}"));
-            let hard = line[name.len()..]
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("unlimited");
-            hard.parse::<u64>().unwrap_or(u64::MAX).min(1024)
-        };
-        let (nofile, nproc) = (limit("Max open files"), limit("Max processes"));
-        let t = dir.path().display();
-        let conf = format!(
-            r#"[containers]
-default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{t}/events.log"
-lock_type = "file"
-tmp_dir = "{t}/tmp"
-static_dir = "{t}/root/libpod"
-volume_path = "{t}/volumes"
-
-[network]
-network_config_dir = "{t}/networks"
-"#
-        );
-        std::fs::write(dir.path().join("containers.conf"), conf).expect("write containers.conf");
-        Podman { dir, cgroup_parent }
-    }
-
-    fn command(&self, args: &[&str]) -> Output {
-        let d = self.dir.path();
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(r#"mount -n -t tmpfs berth-test-run /run && exec "$@""#)
-            .arg("sh")
-            .arg("podman")
-            .arg(format!("--root={}", d.join("root").display()))
-            .arg(format!("--runroot={}", d.join("runroot").display()))
-            .arg("--storage-driver=overlay")
-            .arg(format!("--runtime-flag=root={}", d.join("runc").display()))
-            .args(args)
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .output()
-            .expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        for d in cgroup_dirs_with(&self.cgroup_parent) {
-            let _ = std::fs::remove_dir(&d);
-        }
-    }
 }
 
 /// `major:minor` of a block device of this host, for the device-access line.

@@ -47,29 +47,33 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, Response> {
+/// An error the API answers with: a status and a message safe to show (no internals).
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
+fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
     let records = state.db.list_containers().map_err(|e| {
         tracing::error!(error = %e, "read containers for the api");
-        error(StatusCode::INTERNAL_SERVER_ERROR, "state database unavailable")
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state database unavailable".into())
     })?;
     Ok(state.live.view(&records))
 }
 
-async fn list_containers(State(state): State<Arc<ApiState>>) -> Response {
-    match containers(&state) {
-        Ok(list) => Json(list).into_response(),
-        Err(r) => r,
-    }
+async fn list_containers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<ContainerStatus>>, ApiError> {
+    containers(&state).map(Json)
 }
 
-async fn get_container(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
-    match containers(&state) {
-        Ok(list) => match list.into_iter().find(|c| c.name == name) {
-            Some(c) => Json(c).into_response(),
-            None => error(StatusCode::NOT_FOUND, &format!("no container named {name:?}")),
-        },
-        Err(r) => r,
-    }
+async fn get_container(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Result<Json<ContainerStatus>, ApiError> {
+    containers(&state)?
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no container named {name:?}")))
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {

@@ -82,7 +82,7 @@ pub fn remove(path: &Path) -> io::Result<()> {
 pub fn is_namespace(path: &Path) -> bool {
     // The pin is on nsfs; the empty file under it is not (NSFS_MAGIC, linux/magic.h).
     const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// Runs `f` on a fresh thread that first enters the network namespace pinned at `path`.
