@@ -1,11 +1,13 @@
 //! The agent's configuration: an optional YAML file (`/etc/berth/agent.yaml`) whose every key
 //! is also a flag; flags win.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_engine::images::RegistryConfig;
+use berth_engine::images::{AuthConfig, BasicAuth, RegistryConfig};
 use berth_engine::network::NetworkConfig;
 use serde::Deserialize;
 
@@ -21,12 +23,53 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub cgroup_parent: Option<String>,
     #[serde(default)]
-    pub registries: RegistryConfig,
+    pub registries: RegistriesFileConfig,
+    #[serde(default)]
+    pub images: ImagesFileConfig,
     /// Host paths (and device nodes) that manifests may mount. Default: none.
     #[serde(default)]
     pub allowed_host_paths: Vec<PathBuf>,
     #[serde(default)]
     pub networks: NetworksFileConfig,
+}
+
+/// `registries:` of agent.yaml: where images come from and with which credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistriesFileConfig {
+    /// Registry host → endpoints tried before it, e.g. `docker.io: ["http://127.0.0.1:5000"]`.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Hosts allowed over plain HTTP although they are not loopback.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Registry host → `{username, password}` or `{username, passwordFile}`.
+    #[serde(default)]
+    pub auth: BTreeMap<String, BasicAuth>,
+    /// A Docker `config.json` (`auths.<host>.auth`) for hosts not under `auth`.
+    pub docker_config: Option<PathBuf>,
+}
+
+/// `images:` of agent.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImagesFileConfig {
+    /// How often unused images are collected [default: 1h]
+    pub gc_interval: Option<berth_spec::DurationSpec>,
+    /// Images, blobs and layers younger than this are never collected [default: 24h]
+    pub gc_grace_period: Option<berth_spec::DurationSpec>,
+}
+
+/// Image housekeeping of the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagesConfig {
+    pub gc_interval: Duration,
+    pub gc_grace_period: Duration,
+}
+
+impl ImagesConfig {
+    pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_GC_GRACE_PERIOD: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// `networks:` of agent.yaml.
@@ -77,6 +120,9 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     pub cgroup_parent: String,
     pub registries: RegistryConfig,
+    /// Registry credentials, read at each pull.
+    pub registry_auth: AuthConfig,
+    pub images: ImagesConfig,
     pub allowed_host_paths: Vec<PathBuf>,
     pub networks: NetworkConfig,
     pub default_network: bool,
@@ -107,6 +153,16 @@ impl AgentConfig {
         }
         let run_dir: PathBuf = flags.run_dir.clone().or(file.run_dir).unwrap_or_else(|| "/run/berth".into());
         let networks = network_config(&file.networks, &run_dir)?;
+        let registry_auth = AuthConfig { auth: file.registries.auth, docker_config: file.registries.docker_config };
+        registry_auth.validate()?;
+        let gc_interval = file.images.gc_interval.map_or(ImagesConfig::DEFAULT_GC_INTERVAL, |d| d.get());
+        if gc_interval.is_zero() {
+            bail!("images.gcInterval must be more than 0s");
+        }
+        let images = ImagesConfig {
+            gc_interval,
+            gc_grace_period: file.images.gc_grace_period.map_or(ImagesConfig::DEFAULT_GC_GRACE_PERIOD, |d| d.get()),
+        };
         Ok(AgentConfig {
             networks,
             default_network: file.networks.default_network.unwrap_or(true),
@@ -115,7 +171,9 @@ impl AgentConfig {
             run_dir,
             listen: flags.listen.or(file.listen).unwrap_or_else(|| ([127, 0, 0, 1], 9470).into()),
             cgroup_parent,
-            registries: file.registries,
+            registries: RegistryConfig { mirrors: file.registries.mirrors, insecure: file.registries.insecure },
+            registry_auth,
+            images,
             allowed_host_paths: file.allowed_host_paths,
         })
     }
@@ -153,6 +211,34 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:1234");
         assert_eq!(cfg.registries.mirrors["docker.io"], vec!["http://127.0.0.1:5000".to_string()]);
         assert_eq!(cfg.registries.insecure, vec!["10.0.0.1:5000".to_string()]);
+    }
+
+    #[test]
+    fn registry_credentials_and_image_gc_keys_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(
+            &path,
+            "registries:\n  auth:\n    reg.example.com: {username: bob, passwordFile: /etc/berth/reg-pass}\n  dockerConfig: /root/.docker/config.json\nimages:\n  gcInterval: 10m\n  gcGracePeriod: 2h\n",
+        )
+        .unwrap();
+        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let bob = &cfg.registry_auth.auth["reg.example.com"];
+        assert_eq!((bob.username.as_str(), bob.password_file.as_deref()), ("bob", Some(Path::new("/etc/berth/reg-pass"))));
+        assert_eq!(cfg.registry_auth.docker_config.as_deref(), Some(Path::new("/root/.docker/config.json")));
+        assert_eq!(cfg.images, ImagesConfig { gc_interval: Duration::from_secs(600), gc_grace_period: Duration::from_secs(7200) });
+
+        std::fs::write(&path, "").unwrap();
+        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(cfg.images, ImagesConfig { gc_interval: Duration::from_secs(3600), gc_grace_period: Duration::from_secs(86400) });
+        assert_eq!(cfg.registry_auth, AuthConfig::default());
+
+        std::fs::write(&path, "registries:\n  auth:\n    reg.example.com: {username: bob}\n").unwrap();
+        let err = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
+        assert_eq!(err, "registries.auth \"reg.example.com\": needs password or passwordFile");
+        std::fs::write(&path, "images:\n  gcInterval: 0s\n").unwrap();
+        let err = AgentConfig::load(&AgentFlags { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        assert_eq!(err, "images.gcInterval must be more than 0s");
     }
 
     #[test]

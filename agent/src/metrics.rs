@@ -1,6 +1,9 @@
 //! Prometheus metrics of the agent, served as text at `GET /metrics`.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use berth_engine::images::StoreUsage;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -13,6 +16,12 @@ pub struct Metrics {
     pub containers: IntGaugeVec,
     /// 1 for each manifest file that does not load.
     pub manifest_errors: IntGaugeVec,
+    /// Image pulls (resolve, download, verify, unpack), by result (ok | error).
+    pub image_pull_duration: HistogramVec,
+    /// Bytes received from registries by pulls.
+    pub image_pull_bytes: IntCounter,
+    /// Disk the image store occupies, by kind (content: blobs; layers: unpacked trees).
+    pub image_store_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -40,8 +49,25 @@ impl Metrics {
             &["file"],
         )
         .expect("valid metric");
+        let image_pull_duration = HistogramVec::new(
+            HistogramOpts::new("berth_image_pull_duration_seconds", "Time an image pull took, by result.")
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+            &["result"],
+        )
+        .expect("valid metric");
+        let image_pull_bytes =
+            IntCounter::new("berth_image_pull_bytes_total", "Bytes received from registries by image pulls.")
+                .expect("valid metric");
+        let image_store_bytes = IntGaugeVec::new(
+            Opts::new("berth_image_store_bytes", "Disk the image store occupies, by kind (content, layers)."),
+            &["kind"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(image_pull_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(image_pull_bytes.clone()),
+            Box::new(image_store_bytes.clone()),
+            Box::new(reconcile_total.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(actions_total.clone()),
             Box::new(containers.clone()),
@@ -52,7 +78,31 @@ impl Metrics {
         // Both results exist from the start, so rate() works before the first error.
         reconcile_total.with_label_values(&["ok"]);
         reconcile_total.with_label_values(&["error"]);
-        Metrics { registry, reconcile_total, reconcile_duration, actions_total, containers, manifest_errors }
+        image_pull_duration.with_label_values(&["ok"]);
+        image_pull_duration.with_label_values(&["error"]);
+        Metrics {
+            registry,
+            reconcile_total,
+            reconcile_duration,
+            actions_total,
+            containers,
+            manifest_errors,
+            image_pull_duration,
+            image_pull_bytes,
+            image_store_bytes,
+        }
+    }
+
+    /// One finished pull: how long it took, whether it worked, and the bytes it received.
+    pub fn observe_pull(&self, seconds: f64, ok: bool, downloaded_bytes: u64) {
+        self.image_pull_duration.with_label_values(&[if ok { "ok" } else { "error" }]).observe(seconds);
+        self.image_pull_bytes.inc_by(downloaded_bytes);
+    }
+
+    pub fn set_store_usage(&self, usage: StoreUsage) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.image_store_bytes.with_label_values(&["content"]).set(gauge(usage.content_bytes));
+        self.image_store_bytes.with_label_values(&["layers"]).set(gauge(usage.layers_bytes));
     }
 
     pub fn render(&self) -> String {

@@ -253,13 +253,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// Polls `f` until it returns Some; on timeout, fails with what the agent logged.
+fn wait_until<T>(
+    agent: &Agent,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\nagent log:\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -331,7 +341,7 @@ fn ports_names_isolation_restart_and_cleanup() {
     assert_eq!(hostname, "web\n");
     udp_server_in(web, 5353, stop.clone());
     // httpd needs a moment to listen.
-    wait_until("web's httpd", Duration::from_secs(10), || {
+    wait_until(&agent, "web's httpd", Duration::from_secs(10), || {
         http_get(SocketAddr::from((web_ip, 8080))).ok()
     });
 
@@ -448,7 +458,7 @@ fn ports_names_isolation_restart_and_cleanup() {
 
     // Names follow containers: web goes, its name goes; it comes back, its name comes back.
     agent.remove_manifest("web.yaml").unwrap();
-    wait_until("web's name to go", Duration::from_secs(30), || {
+    wait_until(&agent, "web's name to go", Duration::from_secs(30), || {
         wget_in(client, "http://web:8080/")
             .err()
             .filter(|e| e.contains("bad address"))
@@ -463,7 +473,7 @@ fn ports_names_isolation_restart_and_cleanup() {
     );
     let web_ip = address_of(web);
     udp_server_in(web, 5353, stop.clone());
-    wait_until("web by name again", Duration::from_secs(15), || {
+    wait_until(&agent, "web by name again", Duration::from_secs(15), || {
         wget_in(client, "http://web:8080/").ok()
     });
 
@@ -507,9 +517,12 @@ fn ports_names_isolation_restart_and_cleanup() {
         udp_ask(SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port)), "d"),
         Ok("udp:d".into())
     );
-    wait_until("dns after the restart", Duration::from_secs(15), || {
-        wget_in(client, "http://web:8080/").ok()
-    });
+    wait_until(
+        &agent,
+        "dns after the restart",
+        Duration::from_secs(15),
+        || wget_in(client, "http://web:8080/").ok(),
+    );
     assert_eq!(address_of(web), web_ip);
 
     // Cleanup: every manifest goes; nothing of the prefix is left.
@@ -534,13 +547,18 @@ fn ports_names_isolation_restart_and_cleanup() {
         })
         .unwrap();
     let host_if = peer.host_if.clone();
-    wait_until("every network to go", Duration::from_secs(40), || {
-        let left: Vec<String> = links_with(&prefix)
-            .into_iter()
-            .filter(|l| *l != host_if)
-            .collect();
-        (left.is_empty() && !nft_table_exists(&prefix)).then_some(())
-    });
+    wait_until(
+        &agent,
+        "every network to go",
+        Duration::from_secs(40),
+        || {
+            let left: Vec<String> = links_with(&prefix)
+                .into_iter()
+                .filter(|l| *l != host_if)
+                .collect();
+            (left.is_empty() && !nft_table_exists(&prefix)).then_some(())
+        },
+    );
     let netns_dir = agent.run_dir.join("netns");
     assert_eq!(
         std::fs::read_dir(&netns_dir)
@@ -632,7 +650,7 @@ fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
     // The built-in default network carries the prefix; deleted by hand, it comes back.
     let hello = Ok("hello-from-web\n".to_string());
     let url = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    wait_until("web's httpd", Duration::from_secs(10), || {
+    wait_until(&agent, "web's httpd", Duration::from_secs(10), || {
         http_get(url).ok()
     });
     let bridge = links_with(&format!("{prefix}b"))
@@ -654,6 +672,7 @@ fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
         .write_manifest("touch.yaml", &network("spare", ""))
         .unwrap();
     wait_until(
+        &agent,
         "the bridge and the table to come back",
         Duration::from_secs(40),
         || (http_get(url) == hello).then_some(()),
@@ -671,7 +690,10 @@ fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
             a.containers().ok().filter(|c| c.is_empty())
         })
         .unwrap();
-    wait_until("the default network to go", Duration::from_secs(40), || {
-        (links_with(&prefix).is_empty() && !nft_table_exists(&prefix)).then_some(())
-    });
+    wait_until(
+        &agent,
+        "the default network to go",
+        Duration::from_secs(40),
+        || (links_with(&prefix).is_empty() && !nft_table_exists(&prefix)).then_some(()),
+    );
 }

@@ -255,11 +255,16 @@ impl Reconciler {
     async fn pull(&self, d: &DesiredContainer) -> Result<Image, String> {
         let live = self.live.clone();
         let name = d.name.clone();
-        let progress = move |p: PullProgress| {
+        let downloaded = std::sync::atomic::AtomicU64::new(0);
+        let progress = |p: PullProgress| {
+            downloaded.store(p.downloaded_bytes, std::sync::atomic::Ordering::Relaxed);
             live.set_pull(&name, Some(PullStatus { done_bytes: p.done_bytes, total_bytes: p.total_bytes }));
         };
         tracing::info!(container = %d.name, image = %d.spec.image, "pulling image");
+        let started = std::time::Instant::now();
         let result = self.images.pull(&d.spec.image, &self.registries, &progress).await;
+        let downloaded = downloaded.load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.observe_pull(started.elapsed().as_secs_f64(), result.is_ok(), downloaded);
         self.live.set_pull(&d.name, None);
         let image = result.map_err(|e| e.to_string())?;
         tracing::info!(container = %d.name, image = %image.reference, digest = %image.digest, "image ready");

@@ -37,7 +37,9 @@ pub enum Trigger {
 /// Resync at least this often, to see drift and retry failures.
 const RESYNC: Duration = Duration::from_secs(30);
 /// File events come in bursts (editors write, rename, chmod): wait for the burst to end.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Short, because it adds to every start; a file caught half-written fails to load and is
+/// frozen until the next event, which the rest of the burst delivers.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 pub struct Reconciler {
     pub manifests: std::path::PathBuf,

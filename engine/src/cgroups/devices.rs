@@ -1,16 +1,14 @@
 //! The device allow-list of a container: deny everything, then allow Docker's default nodes
-//! and exactly the devices its manifest names. cgroup v1 (and hybrid) through
-//! `devices.deny` / `devices.allow`.
-//!
-//! Pure cgroup v2 has no device files: the kernel wants an eBPF program attached to the
-//! cgroup (BPF_CGROUP_DEVICE), which berth does not load yet. There, [`Cgroup::set_devices`]
-//! returns [`Error::Unsupported`] and the runtime logs it; device nodes still only exist in
-//! the container's `/dev` when listed.
+//! and exactly the devices its manifest names. cgroup v1 through `devices.deny` /
+//! `devices.allow`; cgroup v2 through an eBPF device program attached to the cgroup (v2 has
+//! no device files). In hybrid mode both: the v1 controller and a program on the unified
+//! tree, each enforced by the kernel.
 
 use super::control;
 use super::detect::Controller;
 use super::error::{Error, Result};
 use super::{Cgroup, Mode};
+use crate::sys::bpf::{attach_device_filter, DeviceAllow};
 
 /// One rule in the kernel's format: `c 1:3 rwm`, `c 136:* rwm`, `b *:* m`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +25,27 @@ pub struct DeviceRule {
 impl DeviceRule {
     pub fn new(kind: char, major: Option<u64>, minor: Option<u64>, access: &str) -> DeviceRule {
         DeviceRule { kind, major, minor, access: access.to_string() }
+    }
+
+    /// The same rule for the eBPF device filter (cgroup v2).
+    pub fn to_bpf(&self) -> DeviceAllow {
+        let kind = match self.kind {
+            'b' => Some(1),
+            'c' => Some(2),
+            _ => None,
+        };
+        let access = self.access.chars().map(|c| match c {
+            'm' => 1,
+            'r' => 2,
+            'w' => 4,
+            _ => 0,
+        });
+        DeviceAllow {
+            kind,
+            major: self.major.map(|m| m as u32),
+            minor: self.minor.map(|m| m as u32),
+            access: access.fold(0, |a, b| a | b),
+        }
     }
 
     pub fn to_kernel(&self) -> String {
@@ -58,15 +77,20 @@ impl Cgroup {
     /// Replaces the device allow-list with exactly `allow`.
     pub fn set_devices(&self, allow: &[DeviceRule]) -> Result<()> {
         self.check()?;
-        if self.mode() == Mode::V2 {
-            return Err(Error::Unsupported {
-                what: "device allow-lists on cgroup v2 (needs an eBPF device program)".into(),
-            });
+        if self.mode() != Mode::V2 {
+            let dir = self.require(Controller::Devices)?;
+            control::write(&dir.join("devices.deny"), "a")?;
+            for rule in allow {
+                control::write(&dir.join("devices.allow"), &rule.to_kernel())?;
+            }
         }
-        let dir = self.require(Controller::Devices)?;
-        control::write(&dir.join("devices.deny"), "a")?;
-        for rule in allow {
-            control::write(&dir.join("devices.allow"), &rule.to_kernel())?;
+        if let Some(unified) = self.unified_path() {
+            let rules: Vec<DeviceAllow> = allow.iter().map(DeviceRule::to_bpf).collect();
+            attach_device_filter(unified, &rules).map_err(|source| Error::Write {
+                path: unified.to_path_buf(),
+                value: "eBPF device filter".into(),
+                source,
+            })?;
         }
         Ok(())
     }

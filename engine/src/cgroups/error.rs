@@ -71,9 +71,6 @@ pub enum Error {
         source: Errno,
     },
 
-    #[error("{what}: not supported on this cgroup layout")]
-    Unsupported { what: String },
-
     #[error("kill processes of cgroup {}: pids {pids:?} still there after {timeout:?}{}", path.display(), hint_suffix(Some("a process stuck in uninterruptible sleep (state D) cannot die until its I/O completes; see /proc/PID/stack")))]
     KillTimeout {
         path: PathBuf,

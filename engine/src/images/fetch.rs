@@ -19,12 +19,16 @@ use super::remote::Remote;
 pub struct PullProgress {
     pub done_bytes: u64,
     pub total_bytes: u64,
+    /// Bytes this pull received from a registry so far (blobs already stored, resumed parts
+    /// from an earlier pull, and local sources are not counted).
+    pub downloaded_bytes: u64,
 }
 
 /// Shared progress of one pull; reports at most every [`REPORT_EVERY`] bytes.
 pub struct Progress<'a> {
     done: AtomicU64,
     reported: AtomicU64,
+    downloaded: AtomicU64,
     total: u64,
     report: &'a (dyn Fn(PullProgress) + Send + Sync),
 }
@@ -36,6 +40,7 @@ impl<'a> Progress<'a> {
         Progress {
             done: AtomicU64::new(0),
             reported: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
             total,
             report,
         }
@@ -49,8 +54,14 @@ impl<'a> Progress<'a> {
             (self.report)(PullProgress {
                 done_bytes: done.min(self.total),
                 total_bytes: self.total,
+                downloaded_bytes: self.downloaded.load(Ordering::Relaxed),
             });
         }
+    }
+
+    /// Bytes that came over the network (counted before [`Progress::add`] reports them).
+    pub fn received(&self, n: u64) {
+        self.downloaded.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Bytes thrown away (a restart from zero).
@@ -72,6 +83,7 @@ impl<'a> Progress<'a> {
         (self.report)(PullProgress {
             done_bytes: self.done.load(Ordering::Relaxed).min(self.total),
             total_bytes: self.total,
+            downloaded_bytes: self.downloaded.load(Ordering::Relaxed),
         });
     }
 }
@@ -264,6 +276,7 @@ async fn download(
                 hasher.update(&chunk);
                 have += len;
                 *counted += len;
+                progress.received(len);
                 progress.add(len);
             }
             Some(Err(e)) => {

@@ -1,6 +1,7 @@
 //! Garbage collection: image records nobody keeps, then blobs and layers no record references.
 //! Everything younger than the grace period stays, so a pull in progress (or an image pulled
-//! for a container not created yet) is never collected.
+//! for a container not created yet) is never collected; so does everything a container runs
+//! on, named by its manifest digest even after its tag moved on to another image.
 
 use std::collections::HashSet;
 use std::fs;
@@ -8,11 +9,22 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::content::Layout;
+use super::digest::Digest;
 use super::error::Result;
 use super::layout::LocalSource;
 use super::record;
 use super::reference::ImageRef;
 use super::store::{blocking, ImageStore};
+
+/// What garbage collection keeps whatever its age: what containers use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InUse {
+    /// Image references as manifests write them; their records stay, with all they reference.
+    pub references: Vec<String>,
+    /// Manifest digests (`sha256:…`) containers run on: the manifest blob, its config and its
+    /// layers stay even when no record names them any more (the tag was pulled again).
+    pub digests: Vec<String>,
+}
 
 /// What a collection removed, and what it failed to remove.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,7 +45,18 @@ impl ImageStore {
     /// manifests want), then every blob and layer no remaining record references. Records,
     /// blobs, layers and temp files younger than `grace` are kept.
     pub async fn gc(&self, keep: &[String], grace: Duration) -> Result<GcReport> {
-        let keep: HashSet<String> = keep
+        let in_use = InUse {
+            references: keep.to_vec(),
+            digests: Vec::new(),
+        };
+        self.gc_in_use(&in_use, grace).await
+    }
+
+    /// [`ImageStore::gc`], also keeping the manifests (with config and layers) that
+    /// containers run on, by digest.
+    pub async fn gc_in_use(&self, in_use: &InUse, grace: Duration) -> Result<GcReport> {
+        let keep: HashSet<String> = in_use
+            .references
             .iter()
             .map(|r| match ImageRef::parse(r) {
                 Ok(i) if LocalSource::parse(r).is_none() => i.to_string(),
@@ -44,7 +67,12 @@ impl ImageStore {
         let _exclusive = self.gc_lock.write().await;
         let layout = self.layout.clone();
         let records = record::list(&layout)?;
-        let report = blocking(move || Ok(collect(&layout, records, &keep, grace)))
+        let digests: Vec<Digest> = in_use
+            .digests
+            .iter()
+            .filter_map(|d| Digest::parse(d))
+            .collect();
+        let report = blocking(move || Ok(collect(&layout, records, &keep, &digests, grace)))
             .await
             .map_err(|source| super::error::ImageError::Store {
                 op: "collect garbage in",
@@ -67,6 +95,7 @@ fn collect(
     layout: &Layout,
     records: Vec<(std::path::PathBuf, record::ImageRecord)>,
     keep: &HashSet<String>,
+    in_use: &[Digest],
     grace: Duration,
 ) -> GcReport {
     let mut report = GcReport::default();
@@ -83,6 +112,9 @@ fn collect(
         .unwrap_or(0);
 
     let mut referenced = HashSet::new();
+    for digest in in_use {
+        referenced.extend(manifest_digests(layout, digest));
+    }
     for (path, rec) in records {
         let young = now_secs.saturating_sub(rec.pulled_at) < grace.as_secs();
         if keep.contains(&rec.reference) || young {
@@ -163,6 +195,34 @@ fn collect(
         }
     }
     report
+}
+
+/// The hex digests a stored manifest keeps alive: itself, its config and its layers. A
+/// manifest that is gone or unreadable keeps only its own name.
+fn manifest_digests(layout: &Layout, digest: &Digest) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        config: Descriptor,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+    }
+    let mut out = vec![digest.hex().to_string()];
+    let Ok(bytes) = fs::read(layout.blob(digest)) else {
+        return out;
+    };
+    if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
+        out.extend(
+            std::iter::once(&m.config)
+                .chain(&m.layers)
+                .filter_map(|d| Digest::parse(&d.digest))
+                .map(|d| d.hex().to_string()),
+        );
+    }
+    out
 }
 
 /// Bytes a file or tree occupies (apparent sizes; hardlinks counted once per name).

@@ -6,6 +6,7 @@
 //! (downloads in progress, resumable), `layers/<hex of the layer blob>/` (unpacked layers),
 //! `layers/tmp/` (unpacks in progress), `images/<sha256 of the reference>.json` (records).
 
+mod auth;
 mod config;
 mod content;
 mod digest;
@@ -22,18 +23,23 @@ mod remote;
 mod resolve;
 mod store;
 pub mod unpack;
+mod usage;
 mod zstd;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod unpack_tests;
 
+pub use auth::{AuthConfig, AuthError, BasicAuth, Credentials};
 pub use config::ImageConfig;
 pub use digest::Digest;
 pub use error::{ImageError, Result};
 pub use fetch::PullProgress;
-pub use gc::GcReport;
+pub use gc::{GcReport, InUse};
 pub use layout::LocalSource;
 pub use platform::Platform;
 pub use reference::normalize_reference;
 pub use registry::{is_loopback_host, RegistryConfig};
 pub use store::{Image, ImageInfo, ImageStore, StoreLimits};
+pub use usage::StoreUsage;

@@ -1,5 +1,6 @@
-//! One registry endpoint: anonymous bearer-token auth and blob streams through oci-client,
-//! manifests fetched directly so their size is bounded while they are read.
+//! One registry endpoint: auth (anonymous, or basic credentials sent to the registry itself or
+//! to its bearer-token service) and blob streams through oci-client, manifests fetched directly
+//! so their size is bounded while they are read.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
+use super::auth::Credentials;
 use super::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_BYTES};
 use super::reference::ImageRef;
 use super::registry::Endpoint;
@@ -24,6 +26,8 @@ pub struct Remote {
     reference: Reference,
     repository: String,
     token: Option<String>,
+    /// Sent with every request when the registry asks for basic auth rather than a token.
+    basic: Option<Credentials>,
 }
 
 /// A manifest body and the `Content-Type` it came with.
@@ -40,8 +44,13 @@ pub struct BlobBody {
 }
 
 impl Remote {
-    /// Build the clients and run the anonymous token flow (`GET /v2/`, then the realm).
-    pub async fn connect(endpoint: &Endpoint, image: &ImageRef) -> Result<Remote, String> {
+    /// Build the clients and run the auth flow (`GET /v2/`, then the token realm when the
+    /// registry names one), with `credentials` when there are some, else anonymously.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        image: &ImageRef,
+        credentials: Option<Credentials>,
+    ) -> Result<Remote, String> {
         let protocol = if endpoint.plain_http {
             ClientProtocol::Http
         } else {
@@ -64,20 +73,24 @@ impl Remote {
             .build()
             .map_err(|e| describe(&e))?;
         let reference = image.at_host(&endpoint.host);
+        let auth = match &credentials {
+            // oci-client sends these to the token realm, or keeps them for basic auth.
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
         let token = client
-            .auth(
-                &reference,
-                &RegistryAuth::Anonymous,
-                RegistryOperation::Pull,
-            )
+            .auth(&reference, &auth, RegistryOperation::Pull)
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| auth_failure(&e, &endpoint.host, credentials.is_some()))?;
         Ok(Remote {
             endpoint: endpoint.clone(),
             client,
             http,
             repository: image.repository.clone(),
             reference,
+            // A token replaces the credentials; without one the registry wants basic auth (or
+            // none at all, and then the header does no harm).
+            basic: if token.is_some() { None } else { credentials },
             token,
         })
     }
@@ -106,6 +119,8 @@ impl Remote {
             .header(reqwest::header::ACCEPT, ACCEPTED_MANIFEST_TYPES.join(", "));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        } else if let Some(c) = &self.basic {
+            request = request.basic_auth(&c.username, Some(&c.password));
         }
         let mut response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status();
@@ -113,7 +128,12 @@ impl Remote {
             let body = read_bounded(&mut response, 64 * 1024)
                 .await
                 .unwrap_or_default();
-            return Err(http_failure(status, &body));
+            return Err(http_failure(
+                status,
+                &body,
+                &self.endpoint.host,
+                self.token.is_some() || self.basic.is_some(),
+            ));
         }
         if response
             .content_length()
@@ -162,7 +182,13 @@ impl Remote {
                     E::RegistryError { .. } | E::UnauthorizedError { .. } => false,
                     _ => true,
                 };
-                (describe(&e), retryable)
+                let message = match &e {
+                    E::UnauthorizedError { .. } => {
+                        access_denied(401, &self.endpoint.host, self.token.is_some() || self.basic.is_some())
+                    }
+                    _ => describe(&e),
+                };
+                (message, retryable)
             })?;
         Ok(match response {
             oci_client::client::BlobResponse::Full(stream) => BlobBody {
@@ -189,9 +215,44 @@ async fn read_bounded(response: &mut reqwest::Response, limit: u64) -> Result<Ve
     Ok(out)
 }
 
+/// A failed `GET /v2/` or token request.
+fn auth_failure(
+    e: &oci_client::errors::OciDistributionError,
+    host: &str,
+    with_credentials: bool,
+) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::AuthenticationFailure(body) => {
+            let said: String = body.trim().chars().take(200).collect();
+            let hint = if with_credentials {
+                format!("check the credentials configured for {host}")
+            } else {
+                format!("the registry wants credentials: add them for {host} under registries.auth or registries.dockerConfig")
+            };
+            format!("the token service refused the request: {said} (hint: {hint})")
+        }
+        E::UnauthorizedError { .. } => access_denied(401, host, with_credentials),
+        _ => describe(e),
+    }
+}
+
+/// What a 401 or 403 means for the operator, with what to check.
+fn access_denied(code: u16, host: &str, with_credentials: bool) -> String {
+    if with_credentials {
+        format!(
+            "access denied (HTTP {code}; hint: the registry refused the credentials configured for {host}, or they do not allow pulling this repository)"
+        )
+    } else {
+        format!(
+            "access denied (HTTP {code}; hint: the image may be private — add credentials for {host} under registries.auth or registries.dockerConfig — or the name is wrong)"
+        )
+    }
+}
+
 /// A registry error response as an operator reads it: the registry's own messages
 /// (`manifest unknown`), else the status and the start of the body.
-fn http_failure(status: reqwest::StatusCode, body: &[u8]) -> String {
+fn http_failure(status: reqwest::StatusCode, body: &[u8], host: &str, with_credentials: bool) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<ErrorItem>,
@@ -217,10 +278,7 @@ fn http_failure(status: reqwest::StatusCode, body: &[u8]) -> String {
             .join("; ")
     });
     match (status.as_u16(), registry_said) {
-        (401, _) | (403, _) => format!(
-            "access denied (HTTP {}; hint: the image may be private, or the name is wrong)",
-            status.as_u16()
-        ),
+        (code @ (401 | 403), _) => access_denied(code, host, with_credentials),
         (_, Some(said)) if !said.is_empty() => said,
         (code, _) => {
             let text = String::from_utf8_lossy(body);
@@ -257,23 +315,29 @@ mod tests {
     fn registry_errors_read_well() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#;
         assert_eq!(
-            http_failure(reqwest::StatusCode::NOT_FOUND, body),
+            http_failure(reqwest::StatusCode::NOT_FOUND, body, "r", false),
             "manifest unknown"
         );
         let body = br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#;
         assert_eq!(
-            http_failure(reqwest::StatusCode::NOT_FOUND, body),
+            http_failure(reqwest::StatusCode::NOT_FOUND, body, "r", false),
             "blob unknown"
         );
         assert_eq!(
-            http_failure(reqwest::StatusCode::BAD_GATEWAY, b""),
+            http_failure(reqwest::StatusCode::BAD_GATEWAY, b"", "r", false),
             "HTTP 502"
         );
         assert_eq!(
-            http_failure(reqwest::StatusCode::BAD_GATEWAY, b" oops "),
+            http_failure(reqwest::StatusCode::BAD_GATEWAY, b" oops ", "r", false),
             "HTTP 502: oops"
         );
-        assert!(http_failure(reqwest::StatusCode::UNAUTHORIZED, b"{}")
-            .starts_with("access denied (HTTP 401"));
+        assert_eq!(
+            http_failure(reqwest::StatusCode::UNAUTHORIZED, b"{}", "reg.lan", false),
+            "access denied (HTTP 401; hint: the image may be private — add credentials for reg.lan under registries.auth or registries.dockerConfig — or the name is wrong)"
+        );
+        assert_eq!(
+            http_failure(reqwest::StatusCode::FORBIDDEN, b"{}", "reg.lan", true),
+            "access denied (HTTP 403; hint: the registry refused the credentials configured for reg.lan, or they do not allow pulling this repository)"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Resolving a reference to one platform manifest: verify the manifest a tag or digest names,
 //! and pick this host's platform when it is an index.
 
+use super::auth::Credentials;
 use super::digest::Digest;
 use super::error::{ImageError, Result};
 use super::manifest::{self, Manifest};
@@ -16,13 +17,14 @@ pub(super) enum ResolveFailure {
     Fatal(ImageError),
 }
 
-/// Resolve `image` at one endpoint to a platform manifest.
+/// Resolve `image` at one endpoint (with its credentials, if any) to a platform manifest.
 pub(super) async fn resolve(
     endpoint: &Endpoint,
     image: &ImageRef,
     name: &str,
+    credentials: Option<Credentials>,
 ) -> std::result::Result<(Remote, Resolved), ResolveFailure> {
-    let remote = Remote::connect(endpoint, image)
+    let remote = Remote::connect(endpoint, image, credentials)
         .await
         .map_err(ResolveFailure::Next)?;
     let wanted = image.manifest_ref();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 
+use super::auth::AuthConfig;
 use super::config::{self, ImageConfig};
 use super::content::{self, Layout};
 use super::digest::Digest;
@@ -78,6 +79,8 @@ pub struct ImageStore {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Pulls hold it shared; garbage collection holds it exclusively.
     pub(super) gc_lock: tokio::sync::RwLock<()>,
+    /// Where registry credentials come from; read at each pull.
+    auth: AuthConfig,
 }
 
 /// A platform manifest chosen from some source, with what it came from.
@@ -121,7 +124,14 @@ impl ImageStore {
             limits: StoreLimits::default(),
             locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
+            auth: AuthConfig::default(),
         })
+    }
+
+    /// Pull with these registry credentials (default: anonymous everywhere).
+    pub fn with_auth(mut self, auth: AuthConfig) -> ImageStore {
+        self.auth = auth;
+        self
     }
 
     /// Replace the default [`StoreLimits`].
@@ -167,7 +177,16 @@ impl ImageStore {
         let _shared = self.gc_lock.read().await;
         let mut attempts = Vec::new();
         for endpoint in &endpoints {
-            match resolve::resolve(endpoint, &image, &name).await {
+            // Each endpoint (a mirror, the registry) gets its own host's credentials only.
+            let credentials = match self.auth.credentials_for(&endpoint.host) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(image = %name, registry = %endpoint.host, error = %e, "registry credentials unreadable");
+                    attempts.push((endpoint.host.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            match resolve::resolve(endpoint, &image, &name, credentials).await {
                 Ok((remote, resolved)) => {
                     tracing::info!(image = %name, registry = %endpoint.host, digest = %resolved.digest, "resolved image");
                     return self

@@ -137,13 +137,9 @@ impl Runtime {
             for d in &req.devices {
                 rules.push(mounts::device_rule(d).map_err(RuntimeError::Setup)?);
             }
-            match cgroup.set_devices(&rules) {
-                Ok(()) => {}
-                Err(crate::cgroups::Error::Unsupported { what }) => {
-                    tracing::warn!(id = req.id, "{what}: not enforced on this host");
-                }
-                Err(e) => return Err(RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() }),
-            }
+            cgroup
+                .set_devices(&rules)
+                .map_err(|e| RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() })?;
         }
         let cfg = ShimConfig {
             id: req.id.to_string(),

@@ -1,0 +1,2 @@
+//! Pull benchmark: berth against podman (being written).
+fn main() {}
