@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run-all.sh: the tests need root (namespaces, cgroups, mounts)" >&2; exit 1; }
 
 # Debian packages the tests use: a real OCI registry, real image tools, busybox for images,
-# podman and runc for the isolation probe's reference container.
-packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux"
+# podman and runc for the isolation probe's reference container, htpasswd (bcrypt) and openssl
+# for the registries behind basic and token auth.
+packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux apache2-utils openssl"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

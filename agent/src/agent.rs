@@ -42,7 +42,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     })?;
 
     let db = Arc::new(StateDb::open(&cfg.state_dir)?);
-    let images = Arc::new(ImageStore::open(&cfg.state_dir)?);
+    let images = Arc::new(ImageStore::open(&cfg.state_dir)?.with_auth(cfg.registry_auth.clone()));
     let cgroups = CgroupManager::detect(Path::new("/sys/fs/cgroup"), &cfg.cgroup_parent)?;
     tracing::info!(mode = ?cgroups.mode(), parent = %cfg.cgroup_parent, "cgroups detected");
     let exe = std::env::current_exe().context("find the berth binary for shims")?;
@@ -62,7 +62,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         containers_dir: cfg.state_dir.join("containers"),
         last_load: last_load.clone(),
-    }));
+    }))
+    .merge(api::images::router(Arc::new(api::images::ImagesApi {
+        images: images.clone(),
+        db: db.clone(),
+        live: live.clone(),
+    })));
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -91,6 +96,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     reconciler.last_load = last_load;
     reconciler.networks = Some(crate::reconcile::networks::Networks::new(network_manager, cfg.default_network));
     let reconciler = Arc::new(reconciler);
+    let housekeeping = tokio::spawn(crate::image_gc::run(
+        reconciler.images.clone(),
+        reconciler.db.clone(),
+        reconciler.metrics.clone(),
+        cfg.images.clone(),
+        shutdown_rx.clone(),
+    ));
     let control = tokio::spawn(reconciler.run(rx, shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
@@ -101,6 +113,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     let _ = shutdown_tx.send(true);
     let _ = control.await;
+    let _ = housekeeping.await;
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "status api"),

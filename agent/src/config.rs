@@ -130,12 +130,20 @@ pub struct AgentConfig {
 
 fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
     let pool_text = file.pool.as_deref().unwrap_or(NetworkConfig::DEFAULT_POOL);
-    let pool = pool_text
-        .parse()
-        .map_err(|e| anyhow::anyhow!("networks.pool {pool_text:?}: {e} (hint: an IPv4 network like 10.89.0.0/16)"))?;
-    let prefix = file.bridge_prefix.as_deref().unwrap_or(NetworkConfig::DEFAULT_PREFIX);
-    let len = file.subnet_length.unwrap_or(NetworkConfig::DEFAULT_SUBNET_LEN);
-    let mut cfg = NetworkConfig::new(prefix, pool, len, run_dir).map_err(|e| anyhow::anyhow!("networks: {e}"))?;
+    let pool = pool_text.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "networks.pool {pool_text:?}: {e} (hint: an IPv4 network like 10.89.0.0/16)"
+        )
+    })?;
+    let prefix = file
+        .bridge_prefix
+        .as_deref()
+        .unwrap_or(NetworkConfig::DEFAULT_PREFIX);
+    let len = file
+        .subnet_length
+        .unwrap_or(NetworkConfig::DEFAULT_SUBNET_LEN);
+    let mut cfg = NetworkConfig::new(prefix, pool, len, run_dir)
+        .map_err(|e| anyhow::anyhow!("networks: {e}"))?;
     cfg.dns = file.dns.unwrap_or(true);
     Ok(cfg)
 }
@@ -147,31 +155,65 @@ impl AgentConfig {
             None if Path::new(DEFAULT_CONFIG).exists() => read_file(Path::new(DEFAULT_CONFIG))?,
             None => FileConfig::default(),
         };
-        let cgroup_parent = flags.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "berth".into());
-        if cgroup_parent.is_empty() || cgroup_parent.contains("..") || cgroup_parent.starts_with('/') {
+        let cgroup_parent = flags
+            .cgroup_parent
+            .clone()
+            .or(file.cgroup_parent)
+            .unwrap_or_else(|| "berth".into());
+        if cgroup_parent.is_empty()
+            || cgroup_parent.contains("..")
+            || cgroup_parent.starts_with('/')
+        {
             bail!("cgroupParent {cgroup_parent:?} must be a relative cgroup path without '..'");
         }
-        let run_dir: PathBuf = flags.run_dir.clone().or(file.run_dir).unwrap_or_else(|| "/run/berth".into());
+        let run_dir: PathBuf = flags
+            .run_dir
+            .clone()
+            .or(file.run_dir)
+            .unwrap_or_else(|| "/run/berth".into());
         let networks = network_config(&file.networks, &run_dir)?;
-        let registry_auth = AuthConfig { auth: file.registries.auth, docker_config: file.registries.docker_config };
+        let registry_auth = AuthConfig {
+            auth: file.registries.auth,
+            docker_config: file.registries.docker_config,
+        };
         registry_auth.validate()?;
-        let gc_interval = file.images.gc_interval.map_or(ImagesConfig::DEFAULT_GC_INTERVAL, |d| d.get());
+        let gc_interval = file
+            .images
+            .gc_interval
+            .map_or(ImagesConfig::DEFAULT_GC_INTERVAL, |d| d.get());
         if gc_interval.is_zero() {
             bail!("images.gcInterval must be more than 0s");
         }
         let images = ImagesConfig {
             gc_interval,
-            gc_grace_period: file.images.gc_grace_period.map_or(ImagesConfig::DEFAULT_GC_GRACE_PERIOD, |d| d.get()),
+            gc_grace_period: file
+                .images
+                .gc_grace_period
+                .map_or(ImagesConfig::DEFAULT_GC_GRACE_PERIOD, |d| d.get()),
         };
         Ok(AgentConfig {
             networks,
             default_network: file.networks.default_network.unwrap_or(true),
-            manifests: flags.manifests.clone().or(file.manifests).unwrap_or_else(|| "/etc/berth/manifests.d".into()),
-            state_dir: flags.state_dir.clone().or(file.state_dir).unwrap_or_else(|| "/var/lib/berth".into()),
+            manifests: flags
+                .manifests
+                .clone()
+                .or(file.manifests)
+                .unwrap_or_else(|| "/etc/berth/manifests.d".into()),
+            state_dir: flags
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(|| "/var/lib/berth".into()),
             run_dir,
-            listen: flags.listen.or(file.listen).unwrap_or_else(|| ([127, 0, 0, 1], 9470).into()),
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 9470).into()),
             cgroup_parent,
-            registries: RegistryConfig { mirrors: file.registries.mirrors, insecure: file.registries.insecure },
+            registries: RegistryConfig {
+                mirrors: file.registries.mirrors,
+                insecure: file.registries.insecure,
+            },
             registry_auth,
             images,
             allowed_host_paths: file.allowed_host_paths,
@@ -180,7 +222,8 @@ impl AgentConfig {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read agent config {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read agent config {}", path.display()))?;
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
@@ -203,13 +246,20 @@ mod tests {
             "manifests: /m\nstateDir: /s\nlisten: 127.0.0.1:1234\nregistries:\n  mirrors:\n    docker.io: [\"http://127.0.0.1:5000\"]\n  insecure: [\"10.0.0.1:5000\"]\n",
         )
         .unwrap();
-        let flags = AgentFlags { config: Some(path), state_dir: Some("/flag".into()), ..Default::default() };
+        let flags = AgentFlags {
+            config: Some(path),
+            state_dir: Some("/flag".into()),
+            ..Default::default()
+        };
         let cfg = AgentConfig::load(&flags).unwrap();
         assert_eq!(cfg.manifests, PathBuf::from("/m"));
         assert_eq!(cfg.state_dir, PathBuf::from("/flag"));
         assert_eq!(cfg.run_dir, PathBuf::from("/run/berth"));
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:1234");
-        assert_eq!(cfg.registries.mirrors["docker.io"], vec!["http://127.0.0.1:5000".to_string()]);
+        assert_eq!(
+            cfg.registries.mirrors["docker.io"],
+            vec!["http://127.0.0.1:5000".to_string()]
+        );
         assert_eq!(cfg.registries.insecure, vec!["10.0.0.1:5000".to_string()]);
     }
 
@@ -222,22 +272,65 @@ mod tests {
             "registries:\n  auth:\n    reg.example.com: {username: bob, passwordFile: /etc/berth/reg-pass}\n  dockerConfig: /root/.docker/config.json\nimages:\n  gcInterval: 10m\n  gcGracePeriod: 2h\n",
         )
         .unwrap();
-        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let cfg = AgentConfig::load(&AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
         let bob = &cfg.registry_auth.auth["reg.example.com"];
-        assert_eq!((bob.username.as_str(), bob.password_file.as_deref()), ("bob", Some(Path::new("/etc/berth/reg-pass"))));
-        assert_eq!(cfg.registry_auth.docker_config.as_deref(), Some(Path::new("/root/.docker/config.json")));
-        assert_eq!(cfg.images, ImagesConfig { gc_interval: Duration::from_secs(600), gc_grace_period: Duration::from_secs(7200) });
+        assert_eq!(
+            (bob.username.as_str(), bob.password_file.as_deref()),
+            ("bob", Some(Path::new("/etc/berth/reg-pass")))
+        );
+        assert_eq!(
+            cfg.registry_auth.docker_config.as_deref(),
+            Some(Path::new("/root/.docker/config.json"))
+        );
+        assert_eq!(
+            cfg.images,
+            ImagesConfig {
+                gc_interval: Duration::from_secs(600),
+                gc_grace_period: Duration::from_secs(7200)
+            }
+        );
 
         std::fs::write(&path, "").unwrap();
-        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
-        assert_eq!(cfg.images, ImagesConfig { gc_interval: Duration::from_secs(3600), gc_grace_period: Duration::from_secs(86400) });
+        let cfg = AgentConfig::load(&AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.images,
+            ImagesConfig {
+                gc_interval: Duration::from_secs(3600),
+                gc_grace_period: Duration::from_secs(86400)
+            }
+        );
         assert_eq!(cfg.registry_auth, AuthConfig::default());
 
-        std::fs::write(&path, "registries:\n  auth:\n    reg.example.com: {username: bob}\n").unwrap();
-        let err = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
-        assert_eq!(err, "registries.auth \"reg.example.com\": needs password or passwordFile");
+        std::fs::write(
+            &path,
+            "registries:\n  auth:\n    reg.example.com: {username: bob}\n",
+        )
+        .unwrap();
+        let err = AgentConfig::load(&AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "registries.auth \"reg.example.com\": needs password or passwordFile"
+        );
         std::fs::write(&path, "images:\n  gcInterval: 0s\n").unwrap();
-        let err = AgentConfig::load(&AgentFlags { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        let err = AgentConfig::load(&AgentFlags {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "images.gcInterval must be more than 0s");
     }
 
@@ -246,9 +339,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
         std::fs::write(&path, "manifests: /m\nstatedir: /s\n").unwrap();
-        let flags = AgentFlags { config: Some(path.clone()), ..Default::default() };
+        let flags = AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
         let err = AgentConfig::load(&flags).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:2:1: unknown field `statedir`", path.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:2:1: unknown field `statedir`", path.display())),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,17 +355,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
         std::fs::write(&path, "runDir: /r\nnetworks:\n  bridgePrefix: t1\n  pool: 10.90.0.0/20\n  subnetLength: 26\n  defaultNetwork: false\n  dns: false\n").unwrap();
-        let cfg = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
-        assert_eq!((cfg.networks.prefix.as_str(), cfg.networks.pool.to_string(), cfg.networks.subnet_len), ("t1", "10.90.0.0/20".into(), 26));
+        let cfg = AgentConfig::load(&AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                cfg.networks.prefix.as_str(),
+                cfg.networks.pool.to_string(),
+                cfg.networks.subnet_len
+            ),
+            ("t1", "10.90.0.0/20".into(), 26)
+        );
         assert_eq!((cfg.default_network, cfg.networks.dns), (false, false));
-        assert_eq!(cfg.networks.netns_path("c-1"), PathBuf::from("/r/netns/c-1"));
-        let defaults = AgentConfig::load(&AgentFlags { config: Some(dir.path().join("none.yaml")), ..Default::default() });
-        assert!(defaults.is_err(), "a missing config file named by --config is an error");
+        assert_eq!(
+            cfg.networks.netns_path("c-1"),
+            PathBuf::from("/r/netns/c-1")
+        );
+        let defaults = AgentConfig::load(&AgentFlags {
+            config: Some(dir.path().join("none.yaml")),
+            ..Default::default()
+        });
+        assert!(
+            defaults.is_err(),
+            "a missing config file named by --config is an error"
+        );
         std::fs::write(&path, "networks:\n  bridgePrefix: Berth-Bridge\n").unwrap();
-        let err = AgentConfig::load(&AgentFlags { config: Some(path.clone()), ..Default::default() }).unwrap_err().to_string();
-        assert!(err.starts_with("networks: network prefix \"Berth-Bridge\" must be"), "{err}");
+        let err = AgentConfig::load(&AgentFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("networks: network prefix \"Berth-Bridge\" must be"),
+            "{err}"
+        );
         std::fs::write(&path, "networks:\n  pool: 10.90.0.0\n").unwrap();
-        let err = AgentConfig::load(&AgentFlags { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        let err = AgentConfig::load(&AgentFlags {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("networks.pool \"10.90.0.0\": "), "{err}");
     }
 }

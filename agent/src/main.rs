@@ -6,6 +6,7 @@ mod agent;
 mod api;
 mod cli;
 mod config;
+mod image_gc;
 mod metrics;
 mod reconcile;
 mod status;
@@ -73,6 +74,16 @@ enum Command {
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// List the running agent's images: size, when pulled, which containers use them, and
+    /// the progress of pulls running now.
+    Images {
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+        /// Print the API's JSON (`GET /v1/images`).
+        #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Print a container's output (stdout and stderr), from the running agent.
     Logs {
         name: String,
@@ -126,6 +137,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
+        Command::Images { addr, output } => report(cli::images::run(addr, output == "json")),
         Command::Logs { name, follow, tail, timestamps, addr } => {
             report(cli::logs::run(addr, &cli::logs::LogsArgs { name, follow, tail, timestamps }))
         }

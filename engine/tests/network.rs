@@ -325,6 +325,13 @@ async fn bridges_ports_isolation_dns_repair_and_cleanup() {
             .trim(),
         "1"
     );
+    // The bridge's MAC is its own, not its lowest port's: it must not change as containers go.
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", a.interface)).unwrap();
+    let o = a.gateway.parse::<Ipv4Addr>().unwrap().octets();
+    assert_eq!(
+        mac.trim(),
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+    );
 
     // web on a publishes TCP and UDP; client on a; other on b; locked on the internal one.
     let (tcp_port, udp_port) = (free_port(), free_port());

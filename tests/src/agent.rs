@@ -62,7 +62,9 @@ fn network_config(prefix: &str, extra_config: &str) -> String {
         return String::new();
     }
     // FNV-1a: a short, stable name from the unique prefix.
-    let h = prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     format!(
         "networks:\n  bridgePrefix: t{:06x}\n  pool: 10.{}.{}.0/21\n",
         h & 0xff_ffff,
@@ -290,13 +292,18 @@ impl Agent {
         for e in std::fs::read_dir(&self.manifests)? {
             std::fs::remove_file(e?.path())?;
         }
-        self.wait_for("every container to be removed", Duration::from_secs(60), |a| {
-            a.containers().ok().filter(|c| c.is_empty())
-        })?;
+        self.wait_for(
+            "every container to be removed",
+            Duration::from_secs(60),
+            |a| a.containers().ok().filter(|c| c.is_empty()),
+        )?;
         self.stop()?;
         // The parent cgroup is berth's to keep (containers may outlive the agent); the test
         // removes it. rmdir fails while a container cgroup is still inside: that is a leak.
-        for d in cgroup_dirs_with(&self.prefix).iter().filter(|d| d.file_name().is_some_and(|n| *n == *self.prefix)) {
+        for d in cgroup_dirs_with(&self.prefix)
+            .iter()
+            .filter(|d| d.file_name().is_some_and(|n| *n == *self.prefix))
+        {
             let _ = std::fs::remove_dir(d);
         }
         let dir = self.root.path().to_path_buf();
@@ -396,7 +403,11 @@ impl Drop for Agent {
         // Mounts berth left under the test's dir (a failed test): lazily unmounted.
         let dir = self.root.path().to_path_buf();
         if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for target in mi.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&*dir.to_string_lossy())) {
+            for target in mi
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|t| t.starts_with(&*dir.to_string_lossy()))
+            {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
             }
         }
@@ -417,11 +428,18 @@ pub fn remove_network_objects(prefix: &str) {
     }
     if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        for name in text.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)) {
+        for name in text
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+        {
             if name.starts_with(prefix) {
                 let _ = Command::new("ip").args(["link", "del", name]).status();
             }
         }
     }
-    let _ = Command::new("nft").args(["delete", "table", "inet", prefix]).stderr(Stdio::null()).status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", prefix])
+        .stderr(Stdio::null())
+        .status();
 }

@@ -1,6 +1,7 @@
 //! The read-only HTTP status API. Only GET and HEAD are routed; nothing served here can start,
 //! stop or delete anything — the only way to change a host is a manifest.
 
+pub mod images;
 mod logs;
 mod manifests;
 pub mod plan;

@@ -39,7 +39,7 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// File events come in bursts (editors write, rename, chmod): wait for the burst to end.
 /// Short, because it adds to every start; a file caught half-written fails to load and is
 /// frozen until the next event, which the rest of the burst delivers.
-const DEBOUNCE: Duration = Duration::from_millis(20);
+const DEBOUNCE: Duration = Duration::from_millis(10);
 
 pub struct Reconciler {
     pub manifests: std::path::PathBuf,

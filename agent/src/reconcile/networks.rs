@@ -315,7 +315,7 @@ mod tests {
         );
         let web = container("web", "");
         assert_eq!(
-            names(&wanted(&desired(&[web.clone()], &[]), vec![], true, &none)),
+            names(&wanted(&desired(std::slice::from_ref(&web), &[]), vec![], true, &none)),
             ["default"]
         );
         let host = container("h", "networkMode: host\n");

@@ -434,7 +434,7 @@ impl Inner {
     fn build_bridge(&self, rec: &NetworkRecord, host: &Netlink) -> Result<()> {
         let (subnet, gateway) = parse_net(rec)?;
         let br = &rec.interface;
-        let index = host.create_bridge(br)?;
+        let index = host.create_bridge(br, mac_for(gateway))?;
         host.ensure_address(
             br,
             Ipv4Net::new(gateway, subnet.prefix_len())

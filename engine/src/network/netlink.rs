@@ -151,18 +151,17 @@ impl Netlink {
             .collect())
     }
 
-    /// Creates bridge `name` (up). An existing link of that name is left as it is.
-    pub fn create_bridge(&self, name: &str) -> Result<u32> {
+    /// Creates bridge `name` (up) with MAC `mac`. An existing link of that name is left as
+    /// it is. A bridge without a MAC of its own takes the lowest of its ports', and changes
+    /// it when that port goes: every container would then keep sending to the old gateway
+    /// MAC until its neighbour entry expires.
+    pub fn create_bridge(&self, name: &str, mac: [u8; 6]) -> Result<u32> {
         if let Some(i) = self.index(name)? {
             return Ok(i);
         }
+        let msg = LinkBridge::new(name).address(mac.to_vec()).build();
         self.rt
-            .block_on(
-                self.handle
-                    .link()
-                    .add(LinkBridge::new(name).build())
-                    .execute(),
-            )
+            .block_on(self.handle.link().add(msg).execute())
             .map_err(fail("create bridge", name))?;
         self.require(name)
     }

@@ -145,6 +145,8 @@ fn parent(
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = dup2_stdout(null.as_fd());
     }
+    // From here on the shim only copies output and waits: give back the pages of setup code.
+    let _ = crate::sys::process::drop_clean_file_pages();
     copy_logs(outputs, &mut log);
     let record = wait_for(pid);
     record
