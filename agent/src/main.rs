@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod image_gc;
 mod metrics;
+mod policy;
 mod reconcile;
 mod status;
 mod watcher;
@@ -37,6 +38,10 @@ enum Command {
         /// `json`: the problems as a JSON array (`[]` when there are none).
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
+        /// Agent config whose `allowedHostPaths` host paths are checked against (default:
+        /// /etc/berth/agent.yaml when it exists; without one, host paths are not judged).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Print the JSON Schema (draft 2020-12) of manifest documents, for editors.
     ///
@@ -121,10 +126,16 @@ fn main() -> ExitCode {
     match cli.command {
         // The shim must stay single-threaded (it forks): no runtime, no tracing threads.
         Command::Shim { bundle } => ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8),
-        Command::Validate { dirs, output } => ExitCode::from(match output.as_str() {
-            "json" => cli::validate::run_json(&dirs),
-            _ => cli::validate::run(&dirs),
-        } as u8),
+        Command::Validate { dirs, output, config } => {
+            let policy = match cli::validate::policy(config) {
+                Ok(p) => p,
+                Err(e) => return report(Err(e)),
+            };
+            ExitCode::from(match output.as_str() {
+                "json" => cli::validate::run_json(&dirs, &policy),
+                _ => cli::validate::run(&dirs, &policy),
+            } as u8)
+        }
         Command::Schema => {
             cli::schema::run();
             ExitCode::SUCCESS

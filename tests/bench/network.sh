@@ -7,6 +7,11 @@
 # Everything runs on this machine: a loopback registry, the test busybox image, a berth agent
 # with its own dirs and bridge prefix, podman with its own storage and runc. All traffic goes
 # to 127.0.0.1. Everything is removed at the end.
+#
+# podman gets explicit rlimits: its default nofile (1048576) is above the hard limit here,
+# which root cannot raise without CAP_SYS_RESOURCE (this sandbox has none), and podman caps
+# its own RLIMIT_NPROC at 32768, so runc fails to give a container more
+# ("error setting rlimit type 7/6: operation not permitted").
 set -eu
 cd "$(dirname "$0")/../.."
 secs=${1:-5}
@@ -24,6 +29,8 @@ reg_port=$(free_port) api_port=$(free_port) berth_port=$(free_port) podman_port=
 prefix="bn$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')"
 podman_name="berth-bench-$$"
 podman_args="--root $work/podman/root --runroot $work/podman/run --runtime runc --cgroup-manager cgroupfs"
+# podman's netavark writes iptables-nft tables; the ones it creates here are removed at the end.
+tables_before=$(nft list tables)
 agent_pid="" registry_pid=""
 
 cleanup() {
@@ -45,6 +52,9 @@ cleanup() {
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$prefix"); do ip link del "$l"; done
   nft delete table inet "$prefix" 2>/dev/null
+  for t in "ip nat" "ip filter"; do
+    echo "$tables_before" | grep -qx "table $t" || nft delete table $t 2>/dev/null
+  done
   grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$work"
 }
@@ -101,7 +111,9 @@ if ! command -v podman >/dev/null; then
 else
   # shellcheck disable=SC2086
   if podman $podman_args pull -q --tls-verify=false "$image" >"$work/podman.log" 2>&1 \
-    && podman $podman_args run -d --name "$podman_name" -p "127.0.0.1:$podman_port:8080" "$image" sh -c "$serve" >>"$work/podman.log" 2>&1; then
+    && podman $podman_args run -d --name "$podman_name" -p "127.0.0.1:$podman_port:8080" \
+      --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=32768:32768 \
+      "$image" sh -c "$serve" >>"$work/podman.log" 2>&1; then
     ok=""
     for _ in $(seq 300); do
       if [ "$(curl -sf "http://127.0.0.1:$podman_port/small")" = ok ]; then ok=1; break; fi

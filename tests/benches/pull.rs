@@ -204,8 +204,9 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Build the image into an OCI layout under `cache` (once; reused while the package plan is
-/// the same): download the packages, unpack each layer's packages into a directory, and add
-/// each directory as a layer with `umoci insert`.
+/// the same): download the packages, then per layer `umoci unpack` the image so far, unpack
+/// the layer's packages into its rootfs and `umoci repack` (umoci 0.4.7's `insert` writes
+/// truncated tar streams, so it is not used).
 fn build_image(cache: &Path) -> anyhow::Result<PathBuf> {
     let layout = cache.join("layout");
     let plan = format!("{LAYERS:?}");
@@ -214,7 +215,8 @@ fn build_image(cache: &Path) -> anyhow::Result<PathBuf> {
         return Ok(layout);
     }
     eprintln!("building the benchmark image from Debian packages into {}", layout.display());
-    let _ = std::fs::remove_dir_all(cache);
+    let _ = std::fs::remove_dir_all(&layout);
+    let _ = std::fs::remove_dir_all(cache.join("bundle"));
     let debs = cache.join("debs");
     std::fs::create_dir_all(&debs).with_context(|| format!("create {}", debs.display()))?;
     let packages: Vec<&str> = LAYERS.iter().flat_map(|l| l.iter().copied()).collect();
@@ -224,7 +226,8 @@ fn build_image(cache: &Path) -> anyhow::Result<PathBuf> {
             .args(&packages)
             .current_dir(&debs))
     };
-    if download().is_err() {
+    let have_all = packages.iter().all(|p| find_deb(&debs, p).is_ok());
+    if !have_all && download().is_err() {
         // The package lists may be missing or stale on a fresh machine.
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         download()?;
@@ -234,20 +237,23 @@ fn build_image(cache: &Path) -> anyhow::Result<PathBuf> {
         .arg("new")
         .arg("--image")
         .arg(format!("{}:bench", layout.display())))?;
-    for (i, group) in LAYERS.iter().enumerate() {
-        let root = cache.join(format!("layer{i}"));
-        std::fs::create_dir_all(&root)?;
-        for package in *group {
-            let deb = find_deb(&debs, package)?;
-            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-        }
+    let bundle = cache.join("bundle");
+    for group in LAYERS {
         run(Command::new("umoci")
-            .arg("insert")
+            .arg("unpack")
             .arg("--image")
             .arg(format!("{}:bench", layout.display()))
-            .arg(&root)
-            .arg("/"))?;
-        std::fs::remove_dir_all(&root)?;
+            .arg(&bundle))?;
+        for package in *group {
+            let deb = find_deb(&debs, package)?;
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(bundle.join("rootfs")))?;
+        }
+        run(Command::new("umoci")
+            .arg("repack")
+            .arg("--image")
+            .arg(format!("{}:bench", layout.display()))
+            .arg(&bundle))?;
+        std::fs::remove_dir_all(&bundle)?;
     }
     run(Command::new("umoci")
         .arg("config")

@@ -134,6 +134,14 @@ fn main() {
     let agent = Agent::start(&registry).expect("start agent");
     let berth = berth_starts(&agent);
     let state = agent.root.path().display().to_string();
+    let metrics = agent.get("/metrics").unwrap();
+    let metric = |name: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let pass_ms = 1000.0 * metric("berth_reconcile_duration_seconds_sum ") / metric("berth_reconcile_duration_seconds_count ").max(1.0);
+    if std::env::var_os("BERTH_BENCH_LOG").is_some() {
+        eprintln!("{}", agent.log());
+    }
     let shims = rss_of("berth shim", &state);
     let left = agent.finish().expect("clean up berth");
     assert!(left.is_empty(), "berth left {left:?}");
@@ -153,6 +161,7 @@ fn main() {
         ms(median(berth)) / ms(median(podman_times))
     );
     let avg = |v: &[(u64, u64, u64)], f: fn(&(u64, u64, u64)) -> u64| v.iter().map(f).sum::<u64>() / v.len().max(1) as u64;
+    println!("  (berth: a reconcile pass took {pass_ms:.1} ms on average)");
     println!("monitor memory per container, KiB (RSS = anon + file-backed)");
     println!("  berth shim  RSS {:>6}  anon {:>6}  file {:>6}  ({} shims)", avg(&shims, |r| r.0), avg(&shims, |r| r.1), avg(&shims, |r| r.2), shims.len());
     println!("  conmon      RSS {:>6}  anon {:>6}  file {:>6}  ({} conmons)", avg(&conmon, |r| r.0), avg(&conmon, |r| r.1), avg(&conmon, |r| r.2), conmon.len());

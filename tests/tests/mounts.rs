@@ -77,9 +77,11 @@ fn volumes_host_paths_tmpfs_and_hardening() {
     assert_eq!(std::fs::read_to_string(host.path().join("config.txt")).unwrap(), "from the host\n");
     let nope = container("nope", "cat /x/secret", &format!("  mounts:\n    - {{hostPath: {}, path: /x}}\n", denied.path().display()));
     agent.write_manifest("nope.yaml", &nope).unwrap();
-    let c = agent.wait_container("nope", "failed", |c| c["state"] == "failed").unwrap();
+    // A validation error: the file does not load, nothing of it is started.
+    let c = agent.wait_container("nope", "refused", |c| c["state"] == "failed").unwrap();
     let msg = c["message"].as_str().unwrap();
-    assert!(msg.starts_with(&format!("hostPath {} is not under allowedHostPaths", denied.path().display())), "{msg}");
+    assert!(msg.contains(&format!("Container/nope: hostPath {} is not under allowedHostPaths", denied.path().display())), "{msg}");
+    assert_eq!(c["id"], serde_json::Value::Null, "a refused container must never be created");
 
     // tmpfs with a size, a read-only root, masked and read-only kernel paths.
     let hard = container(

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
+use crate::policy::HostPolicy;
+
 /// Returns the process exit code: 0 when every directory loads cleanly, 1 otherwise.
-pub fn run(dirs: &[PathBuf]) -> i32 {
+pub fn run(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
     let mut problems = 0;
     let (mut files, mut objects) = (0, 0);
     for dir in dirs {
-        let load = berth_spec::load_dir(dir);
+        let load = crate::policy::load_dir(dir, policy);
         for p in &load.problems {
             println!("{p}");
         }
@@ -27,14 +29,25 @@ pub fn run(dirs: &[PathBuf]) -> i32 {
 /// `-o json`: every problem of every directory as one JSON array (the loader's `Problem`s:
 /// `file`, `line`, `column`, `object`, `message`, `hint`); `[]` when there are none.
 /// Returns the exit code, as [`run`] does.
-pub fn run_json(dirs: &[PathBuf]) -> i32 {
+pub fn run_json(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
     let problems: Vec<berth_spec::Problem> = dirs
         .iter()
-        .flat_map(|d| berth_spec::load_dir(d).problems)
+        .flat_map(|d| crate::policy::load_dir(d, policy).problems)
         .collect();
     println!(
         "{}",
         serde_json::to_string_pretty(&problems).expect("problems always serialize")
     );
     i32::from(!problems.is_empty())
+}
+
+/// The host policy `validate` judges by: the agent config's, when there is one.
+pub fn policy(config: Option<PathBuf>) -> anyhow::Result<HostPolicy> {
+    let has_config = config.is_some() || std::path::Path::new(crate::config::DEFAULT_CONFIG).exists();
+    if !has_config {
+        return Ok(HostPolicy { allowed_host_paths: None });
+    }
+    let flags = crate::config::AgentFlags { config, ..Default::default() };
+    let cfg = crate::config::AgentConfig::load(&flags)?;
+    Ok(HostPolicy { allowed_host_paths: Some(cfg.allowed_host_paths) })
 }

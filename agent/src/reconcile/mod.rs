@@ -134,7 +134,8 @@ impl Reconciler {
         let span = tracing::debug_span!("pass", ?reason);
         let _enter = span.enter();
         let dir = self.manifests.clone();
-        let load = match tokio::task::spawn_blocking(move || berth_spec::load_dir(&dir)).await {
+        let policy = crate::policy::HostPolicy { allowed_host_paths: Some(self.allowed_host_paths.clone()) };
+        let load = match tokio::task::spawn_blocking(move || crate::policy::load_dir(&dir, &policy)).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "manifest loader panicked");

@@ -125,8 +125,11 @@ impl Runtime {
             Err(e) => return Err(io_err("remove stale exit record", &exit_path)(e)),
         }
         // A restart gets a fresh cgroup, so counters such as OOM kills describe this run only.
-        if let Err(errs) = self.cgroups.open(req.id).remove() {
-            tracing::debug!(id = req.id, errors = ?errs, "remove previous cgroup");
+        let previous = self.cgroups.open(req.id);
+        if previous.paths().iter().any(|p| p.exists()) {
+            if let Err(errs) = previous.remove() {
+                tracing::debug!(id = req.id, errors = ?errs, "remove previous cgroup");
+            }
         }
         let cgroup = self
             .cgroups
@@ -164,7 +167,10 @@ impl Runtime {
             readonly_rootfs: req.readonly_rootfs,
             security: req.security,
         };
-        cfg.write(&bundle).map_err(io_err("write shim config", &bundle))?;
+        // Read once by the shim, right away; rewritten on every start: no fsync needed.
+        let json = serde_json::to_vec(&cfg).map_err(|e| RuntimeError::Setup(format!("encode shim config: {e}")))?;
+        let cfg_path = bundle.join(ShimConfig::FILE);
+        std::fs::write(&cfg_path, json).map_err(io_err("write shim config", &cfg_path))?;
 
         let shim_log = bundle.join("shim.log");
         let stderr = std::fs::OpenOptions::new()
