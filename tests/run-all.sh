@@ -25,4 +25,13 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive the real binary.
 cargo build -p berth
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+{ cargo test --workspace 2>&1; echo "cargo test exit status: $?"; } | tee "$log"
+status=0
+grep -q '^cargo test exit status: 0$' "$log" || status=1
+# One closing line for the whole run (cargo prints one per test binary, the last often a
+# doc-test binary with nothing in it).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+grep -q '^test result: FAILED' "$log" && status=1
+exit $status

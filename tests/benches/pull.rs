@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p berth-tests --bench pull` (root; needs docker-registry, umoci, skopeo,
 //! podman, runc and apt-get access to the Debian mirror). The image is built once and kept
-//! under `target/bench-pull/` (delete it to rebuild).
+//! under `target/bench-pull/` (delete it to rebuild). `-- --berth-only` skips podman, for
+//! profiling berth (`perf record -g target/release/deps/pull-* --bench --berth-only`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,18 +59,40 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start a tokio runtime")?;
+    // Every run's store stays until the end: on ext4 without a journal, creating files right
+    // after many were deleted is slow (the inode allocator skips recently deleted inodes), and
+    // each run would pay for the cleanup of the one before.
+    let mut keep = Vec::new();
+    if std::env::args().any(|a| a == "--berth-only") {
+        for run in 1..=RUNS {
+            sync();
+            let (t, bytes, store) = runtime.block_on(berth_pull(&reference))?;
+            keep.push(store);
+            println!(
+                "run {run}: berth {:.2} s, {:.1} MB compressed, {:.1} MB unpacked",
+                t.as_secs_f64(),
+                compressed as f64 / 1e6,
+                bytes as f64 / 1e6
+            );
+        }
+        return Ok(());
+    }
     let mut berth = Vec::new();
     let mut podman = Vec::new();
+    let mut kept_podman = Vec::new();
     let mut unpacked = 0;
     // Interleaved, so a slow moment of the machine hits both alike; `sync` first, so neither
     // pays for the other's writeback.
     for run in 1..=RUNS {
         sync();
-        let (t, bytes) = runtime.block_on(berth_pull(&reference))?;
+        let (t, bytes, store) = runtime.block_on(berth_pull(&reference))?;
+        keep.push(store);
         unpacked = bytes;
         berth.push(t);
         sync();
-        podman.push(podman_pull(&reference)?);
+        let (t, store) = podman_pull(&reference)?;
+        podman.push(t);
+        kept_podman.push(store);
         eprintln!(
             "run {run}: berth {:.2} s, podman {:.2} s",
             t.as_secs_f64(),
@@ -131,8 +154,8 @@ fn sync() {
 }
 
 /// One berth pull into a fresh store: resolve, download, verify, unpack, record. Returns the
-/// time and the bytes the unpacked layers occupy.
-async fn berth_pull(reference: &str) -> anyhow::Result<(Duration, u64)> {
+/// time, the bytes the unpacked layers occupy, and the store's dir (removed when dropped).
+async fn berth_pull(reference: &str) -> anyhow::Result<(Duration, u64, tempfile::TempDir)> {
     let state = tempfile::Builder::new()
         .prefix("berth-bench-pull-")
         .tempdir()
@@ -151,11 +174,12 @@ async fn berth_pull(reference: &str) -> anyhow::Result<(Duration, u64)> {
         );
     }
     let usage = store.usage().await?;
-    Ok((elapsed, usage.layers_bytes))
+    Ok((elapsed, usage.layers_bytes, state))
 }
 
 /// One `podman pull` into fresh storage (its own `--root`/`--runroot`, the host untouched).
-fn podman_pull(reference: &str) -> anyhow::Result<Duration> {
+/// Returns the time and the podman whose storage is removed when dropped.
+fn podman_pull(reference: &str) -> anyhow::Result<(Duration, Podman)> {
     let podman = Podman::new(format!("{}-podman", unique_prefix()));
     let t0 = Instant::now();
     podman.command(&["pull", "--quiet", "--tls-verify=false", reference]);
@@ -165,7 +189,7 @@ fn podman_pull(reference: &str) -> anyhow::Result<Duration> {
     if layers != LAYERS.len().to_string() {
         bail!("podman pulled {layers} layers, the image has {}", LAYERS.len());
     }
-    Ok(elapsed)
+    Ok((elapsed, podman))
 }
 
 /// Sum of the layer blob sizes of the image's manifest in the layout.

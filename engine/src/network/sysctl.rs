@@ -27,6 +27,13 @@ impl Sysctl {
         self.root.join(key.replace('.', "/"))
     }
 
+    /// The value of `key`, trimmed.
+    pub fn get(&self, key: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(self.path(key))
+            .map(|v| v.trim().to_string())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("read sysctl {key}: {e}")))
+    }
+
     /// Sets `key` (dotted, like `net.ipv4.ip_forward`; interface names may not hold dots
     /// here) to `value` unless it already has it. Returns whether it changed.
     pub fn ensure(&self, key: &str, value: &str) -> std::io::Result<bool> {
@@ -59,6 +66,7 @@ mod tests {
             "2"
         );
         assert!(!s.ensure("net.ipv4.conf.br0.rp_filter", "2").unwrap());
+        assert_eq!(s.get("net.ipv4.conf.br0.rp_filter").unwrap(), "2");
         let e = s.ensure("net.ipv4.conf.nope.rp_filter", "2").unwrap_err();
         assert!(
             e.to_string()

@@ -33,20 +33,23 @@ fn get(addr: SocketAddr, path: &str, buf: &mut [u8]) -> std::io::Result<u64> {
     }
 }
 
-fn throughput(t: &Target, secs: u64) -> Result<f64, String> {
+/// Bytes per second downloading `/big`, one connection after another, for `secs`.
+fn throughput(t: &Target, secs: f64) -> Result<(u64, f64), String> {
     let mut buf = vec![0u8; 1 << 20];
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(secs);
+    let deadline = start + Duration::from_secs_f64(secs);
     let mut bytes = 0u64;
     while Instant::now() < deadline {
-        bytes += get(t.addr, "/big", &mut buf).map_err(|e| format!("{}: GET /big: {e}", t.label))?;
+        bytes +=
+            get(t.addr, "/big", &mut buf).map_err(|e| format!("{}: GET /big: {e}", t.label))?;
     }
-    Ok(bytes as f64 / start.elapsed().as_secs_f64())
+    Ok((bytes, start.elapsed().as_secs_f64()))
 }
 
-fn connection_rate(t: &Target, secs: u64, threads: usize) -> Result<f64, String> {
+/// Connections (each a `GET /small`) completed by `threads` threads in `secs`.
+fn connections(t: &Target, secs: f64, threads: usize) -> Result<(u64, f64), String> {
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(secs);
+    let deadline = start + Duration::from_secs_f64(secs);
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let addr = t.addr;
@@ -63,9 +66,12 @@ fn connection_rate(t: &Target, secs: u64, threads: usize) -> Result<f64, String>
         .collect();
     let mut total = 0u64;
     for w in workers {
-        total += w.join().map_err(|_| "worker panicked".to_string())?.map_err(|e| format!("{}: {e}", t.label))?;
+        total += w
+            .join()
+            .map_err(|_| "worker panicked".to_string())?
+            .map_err(|e| format!("{}: {e}", t.label))?;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    Ok((total, start.elapsed().as_secs_f64()))
 }
 
 fn parse(args: &[String]) -> Result<(u64, usize, Vec<Target>), String> {
@@ -73,22 +79,40 @@ fn parse(args: &[String]) -> Result<(u64, usize, Vec<Target>), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--seconds" => secs = it.next().and_then(|v| v.parse().ok()).ok_or("--seconds needs a number")?,
+            "--seconds" => {
+                secs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--seconds needs a number")?
+            }
             "--connection-threads" => {
-                threads = it.next().and_then(|v| v.parse().ok()).ok_or("--connection-threads needs a number")?
+                threads = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--connection-threads needs a number")?
             }
             t => {
-                let (label, addr) = t.split_once('=').ok_or_else(|| format!("target {t:?}: write LABEL=127.0.0.1:PORT"))?;
+                let (label, addr) = t
+                    .split_once('=')
+                    .ok_or_else(|| format!("target {t:?}: write LABEL=127.0.0.1:PORT"))?;
                 let addr: SocketAddr = addr.parse().map_err(|e| format!("target {t:?}: {e}"))?;
                 if !addr.ip().is_loopback() {
-                    return Err(format!("target {t:?}: only loopback addresses are benchmarked"));
+                    return Err(format!(
+                        "target {t:?}: only loopback addresses are benchmarked"
+                    ));
                 }
-                targets.push(Target { label: label.to_string(), addr });
+                targets.push(Target {
+                    label: label.to_string(),
+                    addr,
+                });
             }
         }
     }
     if targets.is_empty() || secs == 0 || secs > 60 || threads == 0 || threads > 64 {
-        return Err("usage: netbench [--seconds 1-60] [--connection-threads 1-64] LABEL=127.0.0.1:PORT...".into());
+        return Err(
+            "usage: netbench [--seconds 1-60] [--connection-threads 1-64] LABEL=127.0.0.1:PORT..."
+                .into(),
+        );
     }
     Ok((secs, threads, targets))
 }
@@ -102,22 +126,54 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    println!("{:<10} {:>22} {:>16} {:>24}", "target", "address", "throughput", "connections");
+    // Two rounds in A B, B A order, half the time each: neither target always goes first.
+    let mut totals: Vec<Result<[(u64, f64); 2], String>> = vec![Ok([(0, 0.0); 2]); targets.len()];
+    for round in 0..2 {
+        let order: Vec<usize> = if round == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for i in order {
+            let Ok(acc) = &mut totals[i] else {
+                continue;
+            };
+            let t = &targets[i];
+            match (
+                throughput(t, secs as f64 / 2.0),
+                connections(t, secs as f64 / 2.0, threads),
+            ) {
+                (Ok(tp), Ok(cr)) => {
+                    acc[0] = (acc[0].0 + tp.0, acc[0].1 + tp.1);
+                    acc[1] = (acc[1].0 + cr.0, acc[1].1 + cr.1);
+                }
+                (tp, cr) => {
+                    totals[i] = Err([tp.err(), cr.err()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                }
+            }
+        }
+    }
+    println!(
+        "{:<10} {:>22} {:>16} {:>24}",
+        "target", "address", "throughput", "connections"
+    );
     let mut failed = false;
-    for t in &targets {
-        let tp = throughput(t, secs);
-        let cr = connection_rate(t, secs, threads);
-        match (tp, cr) {
-            (Ok(tp), Ok(cr)) => println!(
+    for (t, total) in targets.iter().zip(&totals) {
+        match total {
+            Ok([(bytes, bt), (conns, ct)]) => println!(
                 "{:<10} {:>22} {:>10.1} MiB/s {:>14.0} conn/s ({threads} threads)",
                 t.label,
                 t.addr.to_string(),
-                tp / (1024.0 * 1024.0),
-                cr
+                *bytes as f64 / bt / (1024.0 * 1024.0),
+                *conns as f64 / ct
             ),
-            (tp, cr) => {
+            Err(e) => {
                 failed = true;
-                println!("{:<10} {:>22} failed: {}", t.label, t.addr.to_string(), [tp.err(), cr.err()].into_iter().flatten().collect::<Vec<_>>().join("; "));
+                println!("{:<10} {:>22} failed: {e}", t.label, t.addr.to_string());
             }
         }
     }
