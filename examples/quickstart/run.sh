@@ -28,7 +28,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 registry=$!
 cleanup() {
   kill "$registry" 2>/dev/null || true
-  # Containers outlive the agent by design; the demo's are removed here.
+  # Containers outlive the agent by design; the demo's are removed here (a fallback: the
+  # normal path is the agent removing them when the manifests go, below).
   for d in /sys/fs/cgroup/*/berth-quickstart/* /sys/fs/cgroup/berth-quickstart/*; do
     [ -d "$d" ] || continue
     for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
@@ -37,7 +38,10 @@ cleanup() {
   for d in /sys/fs/cgroup/*/berth-quickstart/* /sys/fs/cgroup/*/berth-quickstart /sys/fs/cgroup/berth-quickstart/* /sys/fs/cgroup/berth-quickstart; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
   done
-  rm -rf "$work/state" "$work/run"
+  for m in $(grep -o "$work/run/netns/[^ ]*" /proc/self/mountinfo 2>/dev/null); do umount -l "$m" 2>/dev/null || true; done
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^bq'); do ip link del "$l" 2>/dev/null || true; done
+  nft delete table inet bq 2>/dev/null || true
+  rm -rf "$work/state" "$work/run" "$work/manifests"
 }
 trap cleanup EXIT INT TERM
 for _ in $(seq 50); do
@@ -46,12 +50,17 @@ for _ in $(seq 50); do
 done
 "$top/tests/support/busybox-image.sh" "$work/image" "docker://127.0.0.1:$port/library/busybox:1.36" >/dev/null
 
+# The agent watches a copy: edit the files there and watch it converge.
+rm -rf "$work/manifests"
+cp -r "$here/manifests" "$work/manifests"
 cat > "$work/agent.yaml" <<CFG
-manifests: $here/manifests
+manifests: $work/manifests
 stateDir: $work/state
 runDir: $work/run
 listen: $listen
 cgroupParent: berth-quickstart
+networks:
+  bridgePrefix: bq
 registries:
   mirrors:
     docker.io: ["http://127.0.0.1:$port"]
@@ -60,9 +69,23 @@ echo "berth quickstart: registry on 127.0.0.1:$port, API on http://$listen"
 echo "  in another shell:  $berth ps --addr $listen"
 echo "                     curl -s http://$listen/v1/containers"
 echo "                     tail -f $work/state/containers/hello-*/container.log"
-echo "  edit or delete files in $here/manifests and watch berth converge; Ctrl-C to stop."
-"$berth" agent --config "$work/agent.yaml" ${BERTH_QUICKSTART_ARGS:-} &
+echo "  edit, add or delete files in $work/manifests and watch berth converge; Ctrl-C to stop."
+"$berth" agent --config "$work/agent.yaml" &
 agent=$!
-trap 'kill -TERM $agent 2>/dev/null || true' INT TERM
+stop() {
+  # The way an operator empties a host: remove the manifests, let berth remove everything.
+  echo "quickstart: removing the manifests; berth stops and removes the containers"
+  rm -f "$work/manifests"/*
+  for _ in $(seq 100); do
+    [ "$("$berth" ps --addr "$listen" -o json 2>/dev/null)" = "[]" ] && break
+    sleep 0.2
+  done
+  kill -TERM "$agent" 2>/dev/null || true
+}
+trap stop INT TERM
+# BERTH_QUICKSTART_SECONDS: stop on its own after that long (for a smoke test).
+if [ -n "${BERTH_QUICKSTART_SECONDS:-}" ]; then
+  (sleep "$BERTH_QUICKSTART_SECONDS"; kill -INT $$) &
+fi
 wait "$agent" || true
 wait "$agent" 2>/dev/null || true

@@ -315,7 +315,12 @@ mod tests {
         );
         let web = container("web", "");
         assert_eq!(
-            names(&wanted(&desired(std::slice::from_ref(&web), &[]), vec![], true, &none)),
+            names(&wanted(
+                &desired(std::slice::from_ref(&web), &[]),
+                vec![],
+                true,
+                &none
+            )),
             ["default"]
         );
         let host = container("h", "networkMode: host\n");

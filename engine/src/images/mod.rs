@@ -7,6 +7,7 @@
 //! `layers/tmp/` (unpacks in progress), `images/<sha256 of the reference>.json` (records).
 
 mod auth;
+mod commit;
 mod config;
 mod content;
 mod digest;

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 
 use super::auth::AuthConfig;
+use super::commit::{PulledLayer, Staged};
 use super::config::{self, ImageConfig};
 use super::content::{self, Layout};
 use super::digest::Digest;
@@ -382,27 +383,38 @@ impl ImageStore {
             }
         };
         let consumer = async {
-            let mut dirs: Vec<PathBuf> = Vec::new();
+            let mut pulled: Vec<PulledLayer> = Vec::new();
             for (layer, diff_id) in layers.iter().zip(&parsed.diff_ids) {
                 let Some(blob) = rx.recv().await else {
                     break;
                 };
-                let dir = self
-                    .unpack_layer(name, layer, blob?, diff_id, &dirs)
-                    .await?;
-                dirs.push(dir);
+                let lowers: Vec<PathBuf> =
+                    pulled.iter().map(|l| l.current().to_path_buf()).collect();
+                let unpacked = match blob {
+                    Ok(blob) => self.unpack_layer(name, layer, blob, diff_id, &lowers).await,
+                    Err(e) => Err(e),
+                };
+                match unpacked {
+                    Ok(l) => pulled.push(l),
+                    Err(e) => return (pulled, Err(e)),
+                }
             }
-            Ok::<_, ImageError>(dirs)
+            (pulled, Ok(()))
         };
         // When an unpack fails, dropping the producer cancels the downloads still running
         // (their partial files stay, to be resumed).
-        let layer_dirs =
+        let (pulled, outcome) =
             match futures_util::future::select(std::pin::pin!(producer), std::pin::pin!(consumer))
                 .await
             {
-                futures_util::future::Either::Left(((), consumer)) => consumer.await?,
-                futures_util::future::Either::Right((dirs, _producer)) => dirs?,
+                futures_util::future::Either::Left(((), consumer)) => consumer.await,
+                futures_util::future::Either::Right((done, _producer)) => done,
             };
+        if let Err(e) = outcome {
+            self.discard_layers(pulled).await;
+            return Err(e);
+        }
+        let layer_dirs = self.commit_layers(name, pulled).await?;
         progress.finish();
 
         let layer_digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
@@ -450,8 +462,9 @@ impl ImageStore {
             .map(Some)
     }
 
-    /// Make sure the layer is unpacked under `layers/<hex>`, onto `lowers` (the layers below
-    /// it, lowest first). `blob` is `None` when the layer was already unpacked.
+    /// The layer in the store, or unpacked into `layers/tmp/` onto `lowers` (the layers below
+    /// it, lowest first) and flushing, for [`ImageStore::commit_layers`]. `blob` is `None` when
+    /// the layer was already unpacked.
     async fn unpack_layer(
         &self,
         name: &str,
@@ -459,11 +472,11 @@ impl ImageStore {
         blob: Option<PathBuf>,
         diff_id: &str,
         lowers: &[PathBuf],
-    ) -> Result<PathBuf> {
+    ) -> Result<PulledLayer> {
         let _guard = self.lock(&format!("layer:{}", layer.digest.hex())).await;
         let dir = self.layout.layer(&layer.digest);
         if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
-            return Ok(dir);
+            return Ok(PulledLayer::Present(dir));
         }
         let expected_diff = parse_digest(name, "the image config's diff ids", diff_id)?;
         // `None` means the layer was there when its download was skipped; a concurrent pull
@@ -472,7 +485,7 @@ impl ImageStore {
         let lowers: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
         let staging = self.layout.layer_staging(&layer.digest);
         let limits = self.unpack_limits(layer)?;
-        let (staging2, dir2, expected) = (staging.clone(), dir.clone(), expected_diff.clone());
+        let (staging2, expected) = (staging.clone(), expected_diff.clone());
         let outcome = blocking(
             move || -> io::Result<std::result::Result<(), UnpackOutcome>> {
                 std::fs::create_dir(&staging2)?;
@@ -493,28 +506,18 @@ impl ImageStore {
                     let _ = std::fs::remove_dir_all(&staging2);
                     return Ok(Err(UnpackOutcome::DiffMismatch(stats.diff_id)));
                 }
-                // Flush the tree before the rename makes it visible: after a power cut a
-                // committed layer must be whole.
-                let d = std::fs::File::open(&staging2)?;
-                nix::unistd::syncfs(&d).map_err(io::Error::from)?;
-                match std::fs::rename(&staging2, &dir2) {
-                    Ok(()) => Ok(Ok(())),
-                    // Another pull committed the same layer first: theirs is as good as ours.
-                    Err(_) if dir2.is_dir() => {
-                        std::fs::remove_dir_all(&staging2)?;
-                        Ok(Ok(()))
-                    }
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&staging2);
-                        Err(e)
-                    }
-                }
+                Ok(Ok(()))
             },
         )
         .await
-        .map_err(|e| self.io_err(name, "unpack layer into", staging.clone(), e))?;
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staging);
+            self.io_err(name, "unpack layer into", staging.clone(), e)
+        })?;
         match outcome {
-            Ok(()) => Ok(dir),
+            // Flushed in the background while the next layer unpacks; renamed into place
+            // once all are on disk.
+            Ok(()) => Ok(PulledLayer::Staged(Staged::new(staging, dir))),
             Err(UnpackOutcome::Failed(source)) => Err(ImageError::Unpack {
                 reference: name.to_string(),
                 layer: layer.digest.to_string(),

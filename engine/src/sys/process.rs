@@ -81,20 +81,6 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_of_self_is_stable_and_nonzero() {
-        let pid = std::process::id() as i32;
-        let a = start_time(pid).expect("start time of self");
-        let b = start_time(pid).expect("start time of self");
-        assert_eq!(a, b);
-        assert!(a > 0, "start time {a}");
-    }
-}
-
 /// Drops this process's resident pages of read-only file mappings (program text, read-only
 /// data) that it never wrote to. They come back from the page cache on the next touch, so a
 /// long-lived, mostly idle process (the shim) keeps only the pages its loop uses. Mappings
@@ -138,3 +124,18 @@ pub fn drop_clean_file_pages() -> io::Result<u64> {
     flush(current.take(), anon_kb);
     Ok(dropped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_self_is_stable_and_nonzero() {
+        let pid = std::process::id() as i32;
+        let a = start_time(pid).expect("start time of self");
+        let b = start_time(pid).expect("start time of self");
+        assert_eq!(a, b);
+        assert!(a > 0, "start time {a}");
+    }
+}
+
