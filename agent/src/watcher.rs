@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::reconcile::Trigger;
@@ -13,8 +14,8 @@ use crate::reconcile::Trigger;
 pub fn watch(dir: &Path, triggers: mpsc::UnboundedSender<Trigger>) -> notify::Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event {
-            if !e.kind.is_access() {
-                let _ = triggers.send(Trigger::ManifestsChanged);
+            if let Some(t) = trigger_for(&e.kind) {
+                let _ = triggers.send(t);
             }
         }
     })?;
@@ -27,4 +28,31 @@ pub fn watch(dir: &Path, triggers: mpsc::UnboundedSender<Trigger>) -> notify::Re
         }
     }
     Ok(watcher)
+}
+
+/// A file closed after writing or renamed into place is complete: the pass may run at once.
+/// Other changes (a write in progress, a chmod, a delete) come in bursts and are debounced.
+fn trigger_for(kind: &EventKind) -> Option<Trigger> {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Trigger::ManifestsWritten),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(Trigger::ManifestsWritten),
+        EventKind::Access(_) => None,
+        _ => Some(Trigger::ManifestsChanged),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_writes_skip_the_debounce_and_reads_trigger_nothing() {
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(trigger_for(&closed), Some(Trigger::ManifestsWritten));
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(trigger_for(&renamed), Some(Trigger::ManifestsWritten));
+        let writing = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        assert_eq!(trigger_for(&writing), Some(Trigger::ManifestsChanged));
+        assert_eq!(trigger_for(&EventKind::Access(AccessKind::Read)), None);
+    }
 }

@@ -29,6 +29,8 @@ use last_load::LastLoad;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     ManifestsChanged,
+    /// A manifest file was closed after writing or renamed into place: complete.
+    ManifestsWritten,
     ContainerExited(String),
     ActionDone(String),
     Periodic,
