@@ -33,7 +33,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     private_dir(&cfg.run_dir)?;
     // One agent per state dir: two would fight over the same containers.
     let lock_path = cfg.state_dir.join("agent.lock");
-    let lock_file = std::fs::File::create(&lock_path).with_context(|| format!("open {}", lock_path.display()))?;
+    let lock_file = std::fs::File::create(&lock_path)
+        .with_context(|| format!("open {}", lock_path.display()))?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
         anyhow::anyhow!(
             "lock {}: {e} (hint: another berth agent uses this state dir)",
@@ -53,9 +54,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("listen on {} (hint: set --listen to a free address)", cfg.listen))?;
+        .with_context(|| {
+            format!(
+                "listen on {} (hint: set --listen to a free address)",
+                cfg.listen
+            )
+        })?;
     tracing::info!(addr = %cfg.listen, "status api listening");
-    let last_load = Arc::new(crate::reconcile::last_load::LastLoad::new(cfg.manifests.clone()));
+    let last_load = Arc::new(crate::reconcile::last_load::LastLoad::new(
+        cfg.manifests.clone(),
+    ));
     let app = api::router(Arc::new(ApiState {
         db: db.clone(),
         live: live.clone(),
@@ -78,9 +86,11 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     });
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let _watcher = crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
+    let _watcher =
+        crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
     tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
-    let network_manager = berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
+    let network_manager =
+        berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
     let mut reconciler = Reconciler::new(
         cfg.manifests.clone(),
         cfg.registries.clone(),
@@ -94,7 +104,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     reconciler.allowed_host_paths = cfg.allowed_host_paths.clone();
     reconciler.volumes_dir = cfg.state_dir.join("volumes");
     reconciler.last_load = last_load;
-    reconciler.networks = Some(crate::reconcile::networks::Networks::new(network_manager, cfg.default_network));
+    reconciler.networks = Some(crate::reconcile::networks::Networks::new(
+        network_manager,
+        cfg.default_network,
+    ));
     let reconciler = Arc::new(reconciler);
     let housekeeping = tokio::spawn(crate::image_gc::run(
         reconciler.images.clone(),

@@ -18,16 +18,26 @@ const USAGE_REFRESH: Duration = Duration::from_secs(60);
 /// What containers use: the images their records name, and the manifests they run on.
 pub fn in_use(records: &[ContainerRecord]) -> InUse {
     let mut references: Vec<String> = records.iter().map(|r| r.image.clone()).collect();
-    let mut digests: Vec<String> = records.iter().filter_map(|r| r.image_digest.clone()).collect();
+    let mut digests: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.image_digest.clone())
+        .collect();
     references.sort();
     references.dedup();
     digests.sort();
     digests.dedup();
-    InUse { references, digests }
+    InUse {
+        references,
+        digests,
+    }
 }
 
 /// One collection: everything no container record uses and older than the grace period.
-pub async fn collect(images: &ImageStore, db: &StateDb, grace: Duration) -> anyhow::Result<GcReport> {
+pub async fn collect(
+    images: &ImageStore,
+    db: &StateDb,
+    grace: Duration,
+) -> anyhow::Result<GcReport> {
     // Read the records first: a container created after this is on an image pulled just now,
     // which the grace period keeps.
     let records = db.list_containers()?;
@@ -65,15 +75,9 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = usage.tick() => refresh_usage(&images, &metrics).await,
             _ = gc.tick() => {
-                match collect(&images, &db, cfg.gc_grace_period).await {
-                    Ok(r) => tracing::info!(
-                        images = ?r.images_removed,
-                        blobs = r.blobs_removed,
-                        layers = r.layers_removed,
-                        bytes_freed = r.bytes_freed,
-                        "unused images collected"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "image garbage collection failed; will retry"),
+                // The store logs what a collection removed.
+                if let Err(e) = collect(&images, &db, cfg.gc_grace_period).await {
+                    tracing::warn!(error = %e, "image garbage collection failed; will retry");
                 }
                 refresh_usage(&images, &metrics).await;
             }
@@ -177,33 +181,66 @@ mod tests {
         let store = ImageStore::open(&state).unwrap();
         let pull = |tag: &str| format!("oci-layout:{}:{tag}", src.display());
         let none = |_: PullProgress| {};
-        let used = store.pull(&pull("used"), &RegistryConfig::default(), &none).await.unwrap();
-        let unused = store.pull(&pull("unused"), &RegistryConfig::default(), &none).await.unwrap();
+        let used = store
+            .pull(&pull("used"), &RegistryConfig::default(), &none)
+            .await
+            .unwrap();
+        let unused = store
+            .pull(&pull("unused"), &RegistryConfig::default(), &none)
+            .await
+            .unwrap();
         let db = StateDb::open(&state).unwrap();
-        db.put_container(&record("web", &pull("used"), Some(&used.digest))).unwrap();
+        db.put_container(&record("web", &pull("used"), Some(&used.digest)))
+            .unwrap();
 
         let metrics = Metrics::new();
         refresh_usage(&store, &metrics).await;
-        let layers_before = metrics.image_store_bytes.with_label_values(&["layers"]).get();
-        let content_before = metrics.image_store_bytes.with_label_values(&["content"]).get();
-        assert!(content_before > 0 && layers_before > 0, "{content_before} {layers_before}");
+        let layers_before = metrics
+            .image_store_bytes
+            .with_label_values(&["layers"])
+            .get();
+        let content_before = metrics
+            .image_store_bytes
+            .with_label_values(&["content"])
+            .get();
+        assert!(
+            content_before > 0 && layers_before > 0,
+            "{content_before} {layers_before}"
+        );
 
         // Within the grace period nothing goes.
-        let report = collect(&store, &db, Duration::from_secs(3600)).await.unwrap();
+        let report = collect(&store, &db, Duration::from_secs(3600))
+            .await
+            .unwrap();
         assert_eq!((report.images_removed.len(), report.layers_removed), (0, 0));
         let report = collect(&store, &db, Duration::ZERO).await.unwrap();
         assert_eq!(report.images_removed, vec![pull("unused")]);
-        assert_eq!((report.blobs_removed, report.layers_removed), (3, 1), "{report:?}");
+        assert_eq!(
+            (report.blobs_removed, report.layers_removed),
+            (3, 1),
+            "{report:?}"
+        );
         assert!(report.errors.is_empty(), "{report:?}");
         assert!(!unused.layers[0].exists());
         assert!(used.layers[0].is_dir());
         assert_eq!(store.lookup(&pull("used")).unwrap(), Some(used.clone()));
 
         refresh_usage(&store, &metrics).await;
-        let content_after = metrics.image_store_bytes.with_label_values(&["content"]).get();
-        assert!(content_after < content_before, "{content_after} < {content_before}");
+        let content_after = metrics
+            .image_store_bytes
+            .with_label_values(&["content"])
+            .get();
+        assert!(
+            content_after < content_before,
+            "{content_after} < {content_before}"
+        );
         let text = metrics.render();
-        assert!(text.contains(&format!("berth_image_store_bytes{{kind=\"content\"}} {content_after}\n")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "berth_image_store_bytes{{kind=\"content\"}} {content_after}\n"
+            )),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -214,13 +251,31 @@ mod tests {
         let state = dir.path().join("state");
         let store = ImageStore::open(&state).unwrap();
         let none = |_: PullProgress| {};
-        let old = store.pull(&format!("oci-layout:{}:v", old_src.display()), &RegistryConfig::default(), &none).await.unwrap();
+        let old = store
+            .pull(
+                &format!("oci-layout:{}:v", old_src.display()),
+                &RegistryConfig::default(),
+                &none,
+            )
+            .await
+            .unwrap();
         // The container runs on `old`, but its reference now records another image.
         let db = StateDb::open(&state).unwrap();
-        db.put_container(&record("web", "docker.io/library/app:1", Some(&old.digest))).unwrap();
+        db.put_container(&record("web", "docker.io/library/app:1", Some(&old.digest)))
+            .unwrap();
         let report = collect(&store, &db, Duration::ZERO).await.unwrap();
-        assert_eq!(report.images_removed, vec![format!("oci-layout:{}:v", old_src.display())]);
-        assert_eq!((report.blobs_removed, report.layers_removed), (0, 0), "{report:?}");
-        assert!(old.layers[0].is_dir(), "the running container's layer stays");
+        assert_eq!(
+            report.images_removed,
+            vec![format!("oci-layout:{}:v", old_src.display())]
+        );
+        assert_eq!(
+            (report.blobs_removed, report.layers_removed),
+            (0, 0),
+            "{report:?}"
+        );
+        assert!(
+            old.layers[0].is_dir(),
+            "the running container's layer stays"
+        );
     }
 }

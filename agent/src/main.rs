@@ -21,7 +21,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Run containers from a directory of YAML manifests")]
+#[command(
+    name = "berth",
+    version,
+    about = "Run containers from a directory of YAML manifests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,8 +129,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // The shim must stay single-threaded (it forks): no runtime, no tracing threads.
-        Command::Shim { bundle } => ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8),
-        Command::Validate { dirs, output, config } => {
+        Command::Shim { bundle } => {
+            ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8)
+        }
+        Command::Validate {
+            dirs,
+            output,
+            config,
+        } => {
             let policy = match cli::validate::policy(config) {
                 Ok(p) => p,
                 Err(e) => return report(Err(e)),
@@ -140,8 +150,18 @@ fn main() -> ExitCode {
             cli::schema::run();
             ExitCode::SUCCESS
         }
-        Command::Plan { dir, addr, output, detailed_exitcode } => {
-            let args = cli::plan::PlanArgs { dir, addr, json: output == "json", detailed_exitcode };
+        Command::Plan {
+            dir,
+            addr,
+            output,
+            detailed_exitcode,
+        } => {
+            let args = cli::plan::PlanArgs {
+                dir,
+                addr,
+                json: output == "json",
+                detailed_exitcode,
+            };
             match cli::plan::run(&args) {
                 Ok(code) => ExitCode::from(code as u8),
                 Err(e) => report(Err(e)),
@@ -149,16 +169,30 @@ fn main() -> ExitCode {
         }
         Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
         Command::Images { addr, output } => report(cli::images::run(addr, output == "json")),
-        Command::Logs { name, follow, tail, timestamps, addr } => {
-            report(cli::logs::run(addr, &cli::logs::LogsArgs { name, follow, tail, timestamps }))
-        }
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            timestamps,
+            addr,
+        } => report(cli::logs::run(
+            addr,
+            &cli::logs::LogsArgs {
+                name,
+                follow,
+                tail,
+                timestamps,
+            },
+        )),
         Command::Agent(flags) => {
             init_tracing();
             let cfg = match config::AgentConfig::load(&flags) {
                 Ok(c) => c,
                 Err(e) => return report(Err(e)),
             };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build();
             match rt {
                 Ok(rt) => report(rt.block_on(agent::run(cfg))),
                 Err(e) => report(Err(anyhow::anyhow!("start the async runtime: {e}"))),

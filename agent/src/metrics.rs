@@ -2,7 +2,8 @@
 
 use berth_engine::images::StoreUsage;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -33,33 +34,57 @@ impl Metrics {
         )
         .expect("valid metric");
         let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new("berth_reconcile_duration_seconds", "Time a reconcile pass took to plan and dispatch.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "berth_reconcile_duration_seconds",
+                "Time a reconcile pass took to plan and dispatch.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )
         .expect("valid metric");
         let actions_total = IntCounterVec::new(
-            Opts::new("berth_actions_total", "Actions on containers, by action and result."),
+            Opts::new(
+                "berth_actions_total",
+                "Actions on containers, by action and result.",
+            ),
             &["action", "result"],
         )
         .expect("valid metric");
-        let containers = IntGaugeVec::new(Opts::new("berth_containers", "Containers, by state."), &["state"])
-            .expect("valid metric");
+        let containers = IntGaugeVec::new(
+            Opts::new("berth_containers", "Containers, by state."),
+            &["state"],
+        )
+        .expect("valid metric");
         let manifest_errors = IntGaugeVec::new(
-            Opts::new("berth_manifest_errors", "1 for each manifest file that does not load."),
+            Opts::new(
+                "berth_manifest_errors",
+                "1 for each manifest file that does not load.",
+            ),
             &["file"],
         )
         .expect("valid metric");
         let image_pull_duration = HistogramVec::new(
-            HistogramOpts::new("berth_image_pull_duration_seconds", "Time an image pull took, by result.")
-                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+            HistogramOpts::new(
+                "berth_image_pull_duration_seconds",
+                "Time an image pull took, by result.",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+            ]),
             &["result"],
         )
         .expect("valid metric");
-        let image_pull_bytes =
-            IntCounter::new("berth_image_pull_bytes_total", "Bytes received from registries by image pulls.")
-                .expect("valid metric");
+        let image_pull_bytes = IntCounter::new(
+            "berth_image_pull_bytes_total",
+            "Bytes received from registries by image pulls.",
+        )
+        .expect("valid metric");
         let image_store_bytes = IntGaugeVec::new(
-            Opts::new("berth_image_store_bytes", "Disk the image store occupies, by kind (content, layers)."),
+            Opts::new(
+                "berth_image_store_bytes",
+                "Disk the image store occupies, by kind (content, layers).",
+            ),
             &["kind"],
         )
         .expect("valid metric");
@@ -95,19 +120,27 @@ impl Metrics {
 
     /// One finished pull: how long it took, whether it worked, and the bytes it received.
     pub fn observe_pull(&self, seconds: f64, ok: bool, downloaded_bytes: u64) {
-        self.image_pull_duration.with_label_values(&[if ok { "ok" } else { "error" }]).observe(seconds);
+        self.image_pull_duration
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .observe(seconds);
         self.image_pull_bytes.inc_by(downloaded_bytes);
     }
 
     pub fn set_store_usage(&self, usage: StoreUsage) {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.image_store_bytes.with_label_values(&["content"]).set(gauge(usage.content_bytes));
-        self.image_store_bytes.with_label_values(&["layers"]).set(gauge(usage.layers_bytes));
+        self.image_store_bytes
+            .with_label_values(&["content"])
+            .set(gauge(usage.content_bytes));
+        self.image_store_bytes
+            .with_label_values(&["layers"])
+            .set(gauge(usage.layers_bytes));
     }
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is utf-8")
     }
 }

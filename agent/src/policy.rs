@@ -22,7 +22,9 @@ pub struct HostPolicy {
 impl Default for HostPolicy {
     /// The agent's default: no host path is allowed.
     fn default() -> Self {
-        HostPolicy { allowed_host_paths: Some(Vec::new()) }
+        HostPolicy {
+            allowed_host_paths: Some(Vec::new()),
+        }
     }
 }
 
@@ -38,7 +40,9 @@ pub fn load_dir(dir: &Path, policy: &HostPolicy) -> LoadResult {
 pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {
     let mut new: Vec<Problem> = Vec::new();
     for loaded in &load.objects {
-        let Object::Container(c) = &loaded.object else { continue };
+        let Object::Container(c) = &loaded.object else {
+            continue;
+        };
         let problem = |message: String, hint: &str| Problem {
             file: loaded.source.file.clone(),
             line: loaded.source.line,
@@ -51,13 +55,19 @@ pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {
             for m in &c.spec.mounts {
                 if let MountSource::HostPath(p) = &m.source {
                     if let Err(e) = check_allowed("hostPath", p, allowed) {
-                        new.push(problem(strip_hint(&e), "an admin can add the path to allowedHostPaths in the agent config"));
+                        new.push(problem(
+                            strip_hint(&e),
+                            "an admin can add the path to allowedHostPaths in the agent config",
+                        ));
                     }
                 }
             }
             for d in &c.spec.devices {
                 if let Err(e) = check_allowed("device", &d.host_path, allowed) {
-                    new.push(problem(strip_hint(&e), "an admin can add the device to allowedHostPaths in the agent config"));
+                    new.push(problem(
+                        strip_hint(&e),
+                        "an admin can add the device to allowedHostPaths in the agent config",
+                    ));
                 }
             }
         }
@@ -79,12 +89,16 @@ pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {
     let bad: Vec<PathBuf> = new.iter().map(|p| p.file.clone()).collect();
     load.objects.retain(|o| !bad.contains(&o.source.file));
     load.problems.extend(new);
-    load.problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    load.problems
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
 }
 
 /// Messages carry their hint separately in a [`Problem`].
 fn strip_hint(message: &str) -> String {
-    let cut = [" (hint:", "; hint:"].iter().filter_map(|h| message.find(h)).min();
+    let cut = [" (hint:", "; hint:"]
+        .iter()
+        .filter_map(|h| message.find(h))
+        .min();
     match cut {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
@@ -99,11 +113,14 @@ mod tests {
         berth_spec::load_files(vec![(PathBuf::from("/m/a.yaml"), yaml.as_bytes().to_vec())])
     }
 
-    const HEAD: &str = "apiVersion: berth/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  image: busybox\n";
+    const HEAD: &str =
+        "apiVersion: berth/v1\nkind: Container\nmetadata:\n  name: web\nspec:\n  image: busybox\n";
 
     #[test]
     fn host_paths_outside_the_allow_list_fail_the_file() {
-        let mut l = load(&format!("{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"));
+        let mut l = load(&format!(
+            "{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"
+        ));
         assert!(l.is_valid());
         apply(&mut l, &HostPolicy::default());
         assert!(l.objects.is_empty());
@@ -111,11 +128,25 @@ mod tests {
         assert_eq!(p, ["/m/a.yaml:1:1: Container/web: hostPath /etc is not under allowedHostPaths (none are allowed) (hint: an admin can add the path to allowedHostPaths in the agent config)"]);
         assert_eq!(l.files[0].error.as_deref(), Some(p[0].as_str()));
 
-        let mut l = load(&format!("{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"));
-        apply(&mut l, &HostPolicy { allowed_host_paths: Some(vec!["/etc".into()]) });
+        let mut l = load(&format!(
+            "{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"
+        ));
+        apply(
+            &mut l,
+            &HostPolicy {
+                allowed_host_paths: Some(vec!["/etc".into()]),
+            },
+        );
         assert!(l.is_valid(), "{:?}", l.problems);
-        let mut l = load(&format!("{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"));
-        apply(&mut l, &HostPolicy { allowed_host_paths: None });
+        let mut l = load(&format!(
+            "{HEAD}  mounts:\n    - {{hostPath: /etc, path: /x}}\n"
+        ));
+        apply(
+            &mut l,
+            &HostPolicy {
+                allowed_host_paths: None,
+            },
+        );
         assert!(l.is_valid(), "{:?}", l.problems);
         assert_eq!(l.objects.len(), 1);
     }
@@ -128,9 +159,19 @@ mod tests {
         let mut l = load(&format!("{HEAD}  sysctls:\n    vm.swappiness: '1'\n"));
         apply(&mut l, &HostPolicy::default());
         assert_eq!(l.problems.len(), 1);
-        assert!(l.problems[0].message.contains("vm.swappiness"), "{}", l.problems[0]);
-        let mut l = load(&format!("{HEAD}  networkMode: host\n  sysctls:\n    net.ipv4.ip_forward: '1'\n"));
+        assert!(
+            l.problems[0].message.contains("vm.swappiness"),
+            "{}",
+            l.problems[0]
+        );
+        let mut l = load(&format!(
+            "{HEAD}  networkMode: host\n  sysctls:\n    net.ipv4.ip_forward: '1'\n"
+        ));
         apply(&mut l, &HostPolicy::default());
-        assert_eq!(l.problems.len(), 1, "net.* on the host network would change the host");
+        assert_eq!(
+            l.problems.len(),
+            1,
+            "net.* on the host network would change the host"
+        );
     }
 }

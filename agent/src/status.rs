@@ -47,7 +47,11 @@ impl ContainerStatus {
             image: r.image.clone(),
             image_digest: r.image_digest.clone(),
             state: r.state.clone(),
-            pid: if r.state == "running" { r.init_pid } else { None },
+            pid: if r.state == "running" {
+                r.init_pid
+            } else {
+                None
+            },
             exit_code: r.exit_code,
             reason: r.reason.clone(),
             restart_count: r.restart_count,
@@ -90,7 +94,11 @@ impl LiveStatus {
         };
     }
 
-    pub fn set_manifest_errors(&self, by_name: BTreeMap<String, (String, String)>, by_file: BTreeMap<String, String>) {
+    pub fn set_manifest_errors(
+        &self,
+        by_name: BTreeMap<String, (String, String)>,
+        by_file: BTreeMap<String, String>,
+    ) {
         let mut live = self.lock();
         live.manifest_errors = by_name;
         live.file_errors = by_file;
@@ -113,7 +121,8 @@ impl LiveStatus {
             out.insert(r.name.clone(), s);
         }
         for (name, (file, error)) in &live.manifest_errors {
-            let msg = format!("manifest {file} does not load, keeping the last good version: {error}");
+            let msg =
+                format!("manifest {file} does not load, keeping the last good version: {error}");
             match out.get_mut(name) {
                 Some(s) => s.message = Some(msg),
                 None => {

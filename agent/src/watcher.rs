@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 use crate::reconcile::Trigger;
 
 /// Keeps watching while the returned watcher lives.
-pub fn watch(dir: &Path, triggers: mpsc::UnboundedSender<Trigger>) -> notify::Result<RecommendedWatcher> {
+pub fn watch(
+    dir: &Path,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) -> notify::Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event {
             if let Some(t) = trigger_for(&e.kind) {
@@ -35,7 +38,9 @@ pub fn watch(dir: &Path, triggers: mpsc::UnboundedSender<Trigger>) -> notify::Re
 fn trigger_for(kind: &EventKind) -> Option<Trigger> {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Trigger::ManifestsWritten),
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(Trigger::ManifestsWritten),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+            Some(Trigger::ManifestsWritten)
+        }
         EventKind::Access(_) => None,
         _ => Some(Trigger::ManifestsChanged),
     }

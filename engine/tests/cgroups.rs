@@ -522,9 +522,16 @@ fn v2_device_filter_allows_exactly_the_listed_devices() {
          echo x > /dev/zero 2>/dev/null || echo zero-write-denied; head -c 1 /dev/full 2>/dev/null || echo full-denied",
         &mut guard,
     );
-    assert_eq!(out, "null-ok\nzero-read-ok\nzero-write-denied\nfull-denied\n");
+    assert_eq!(
+        out,
+        "null-ok\nzero-read-ok\nzero-write-denied\nfull-denied\n"
+    );
     // The same shell outside the cgroup reads /dev/full: the filter is what refused it.
-    let free = Command::new("sh").arg("-c").arg("head -c 1 /dev/full >/dev/null && echo full-ok").output().unwrap();
+    let free = Command::new("sh")
+        .arg("-c")
+        .arg("head -c 1 /dev/full >/dev/null && echo full-ok")
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&free.stdout), "full-ok\n");
     drop(guard);
     assert_eq!(leftovers(&parent), Vec::<PathBuf>::new());

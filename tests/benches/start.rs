@@ -31,18 +31,30 @@ fn manifest(name: &str) -> String {
 
 fn berth_starts(agent: &Agent) -> Vec<Duration> {
     // Warm: the image is pulled once, as it would be on a running host.
-    agent.write_manifest("warm.yaml", &manifest("warm")).unwrap();
-    agent.wait_container("warm", "running", |c| c["state"] == "running").unwrap();
+    agent
+        .write_manifest("warm.yaml", &manifest("warm"))
+        .unwrap();
+    agent
+        .wait_container("warm", "running", |c| c["state"] == "running")
+        .unwrap();
     let mut times = Vec::new();
     for i in 0..RUNS {
         let name = format!("c{i}");
         let t0 = Instant::now();
-        agent.write_manifest(&format!("{name}.yaml"), &manifest(&name)).unwrap();
+        agent
+            .write_manifest(&format!("{name}.yaml"), &manifest(&name))
+            .unwrap();
         loop {
-            if agent.container(&name).is_some_and(|c| c["state"] == "running") {
+            if agent
+                .container(&name)
+                .is_some_and(|c| c["state"] == "running")
+            {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "{name} did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{name} did not start"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         times.push(t0.elapsed());
@@ -54,7 +66,9 @@ fn berth_starts(agent: &Agent) -> Vec<Duration> {
 fn rss_of(needle: &str, also: &str) -> Vec<(u64, u64, u64)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if !cmd.contains(needle) || !cmd.contains(also) {
@@ -62,7 +76,12 @@ fn rss_of(needle: &str, also: &str) -> Vec<(u64, u64, u64)> {
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let field = |k: &str| -> u64 {
-            status.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
         };
         out.push((field("VmRSS:"), field("RssAnon:"), field("RssFile:")));
     }
@@ -79,10 +98,17 @@ fn runc_starts(work: &std::path::Path, registry: &Registry) -> Vec<Duration> {
         .unwrap();
     assert!(st.success(), "skopeo copy to an OCI layout");
     let bundle = work.join("bundle");
-    let st = Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:latest", layout.display())).arg(&bundle).stdout(Stdio::null()).status().unwrap();
+    let st = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success(), "umoci unpack");
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
     cfg["process"]["terminal"] = serde_json::json!(false);
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
@@ -104,7 +130,11 @@ fn runc_starts(work: &std::path::Path, registry: &Registry) -> Vec<Duration> {
             .unwrap();
         times.push(t0.elapsed());
         assert!(st.success(), "runc run");
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "-f", &id]).status();
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "-f", &id])
+            .status();
     }
     times
 }
@@ -117,7 +147,15 @@ fn podman_starts(podman: &Podman, registry: &Registry) -> (Vec<Duration>, Vec<(u
     let mut ids = Vec::new();
     for _ in 0..RUNS {
         let t0 = Instant::now();
-        let out = podman.command(&["run", "-d", "--network=none", &parent, &image, "sleep", "1000"]);
+        let out = podman.command(&[
+            "run",
+            "-d",
+            "--network=none",
+            &parent,
+            &image,
+            "sleep",
+            "1000",
+        ]);
         times.push(t0.elapsed());
         ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
@@ -136,9 +174,14 @@ fn main() {
     let state = agent.root.path().display().to_string();
     let metrics = agent.get("/metrics").unwrap();
     let metric = |name: &str| -> f64 {
-        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     };
-    let pass_ms = 1000.0 * metric("berth_reconcile_duration_seconds_sum ") / metric("berth_reconcile_duration_seconds_count ").max(1.0);
+    let pass_ms = 1000.0 * metric("berth_reconcile_duration_seconds_sum ")
+        / metric("berth_reconcile_duration_seconds_count ").max(1.0);
     if std::env::var_os("BERTH_BENCH_LOG").is_some() {
         eprintln!("{}", agent.log());
     }
@@ -146,7 +189,10 @@ fn main() {
     let left = agent.finish().expect("clean up berth");
     assert!(left.is_empty(), "berth left {left:?}");
 
-    let work = tempfile::Builder::new().prefix("berth-bench-").tempdir().unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("berth-bench-")
+        .tempdir()
+        .unwrap();
     let runc = runc_starts(work.path(), &registry);
     let podman = Podman::new(unique_prefix());
     let (podman_times, conmon) = podman_starts(&podman, &registry);
@@ -160,9 +206,23 @@ fn main() {
         ms(median(berth.clone())) / ms(median(runc)),
         ms(median(berth)) / ms(median(podman_times))
     );
-    let avg = |v: &[(u64, u64, u64)], f: fn(&(u64, u64, u64)) -> u64| v.iter().map(f).sum::<u64>() / v.len().max(1) as u64;
+    let avg = |v: &[(u64, u64, u64)], f: fn(&(u64, u64, u64)) -> u64| {
+        v.iter().map(f).sum::<u64>() / v.len().max(1) as u64
+    };
     println!("  (berth: a reconcile pass took {pass_ms:.1} ms on average)");
     println!("monitor memory per container, KiB (RSS = anon + file-backed)");
-    println!("  berth shim  RSS {:>6}  anon {:>6}  file {:>6}  ({} shims)", avg(&shims, |r| r.0), avg(&shims, |r| r.1), avg(&shims, |r| r.2), shims.len());
-    println!("  conmon      RSS {:>6}  anon {:>6}  file {:>6}  ({} conmons)", avg(&conmon, |r| r.0), avg(&conmon, |r| r.1), avg(&conmon, |r| r.2), conmon.len());
+    println!(
+        "  berth shim  RSS {:>6}  anon {:>6}  file {:>6}  ({} shims)",
+        avg(&shims, |r| r.0),
+        avg(&shims, |r| r.1),
+        avg(&shims, |r| r.2),
+        shims.len()
+    );
+    println!(
+        "  conmon      RSS {:>6}  anon {:>6}  file {:>6}  ({} conmons)",
+        avg(&conmon, |r| r.0),
+        avg(&conmon, |r| r.1),
+        avg(&conmon, |r| r.2),
+        conmon.len()
+    );
 }

@@ -153,9 +153,7 @@ impl Registry {
                 })
             }
         };
-        let child = command
-            .spawn()
-            .context("spawn tests/support/registry.sh")?;
+        let child = command.spawn().context("spawn tests/support/registry.sh")?;
         let mut registry = Registry {
             child,
             dir,
@@ -316,7 +314,10 @@ impl TokenService {
         ])?;
         let cert_der = run_openssl(&["x509", "-in", path_str(&cert_pem)?, "-outform", "DER"])?;
         let listener = TcpListener::bind("127.0.0.1:0").context("bind the token service")?;
-        let port = listener.local_addr().context("token service address")?.port();
+        let port = listener
+            .local_addr()
+            .context("token service address")?
+            .port();
         listener
             .set_nonblocking(true)
             .context("token service: nonblocking accept")?;
@@ -504,7 +505,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -565,4 +568,19 @@ fn openssl_sign(key: &Path, data: &[u8]) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(output.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn scopes_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("repository%3Alibrary%2Fbusybox%3Apull%2Cpush"),
+            "repository:library/busybox:pull,push"
+        );
+        assert_eq!(percent_decode("a+b%2"), "a b%2");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
 }

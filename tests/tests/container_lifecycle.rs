@@ -31,19 +31,24 @@ spec:
 }
 
 /// Traps SIGTERM so a stop is graceful, and keeps running.
-const SERVE: &str = "trap 'exit 0' TERM; echo started; echo ready >&2; while :; do sleep 1 & wait $!; done";
+const SERVE: &str =
+    "trap 'exit 0' TERM; echo started; echo ready >&2; while :; do sleep 1 & wait $!; done";
 
 fn pid_of(c: &Value) -> i32 {
     c["pid"].as_i64().expect("running container has a pid") as i32
 }
 
 fn ns(pid: &str, kind: &str) -> String {
-    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).map(|p| p.display().to_string()).unwrap_or_default()
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
 }
 
 fn registry_digest(registry: &Registry, repo: &str, tag: &str) -> String {
@@ -52,7 +57,11 @@ fn registry_digest(registry: &Registry, repo: &str, tag: &str) -> String {
         .arg(format!("docker://{}/{repo}:{tag}", registry.host()))
         .output()
         .expect("run skopeo inspect");
-    assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use sha2_digest::hex_sha256;
     format!("sha256:{}", hex_sha256(&out.stdout))
 }
@@ -68,7 +77,12 @@ mod sha2_digest {
             .expect("run sha256sum");
         child.stdin.take().unwrap().write_all(data).unwrap();
         let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -80,19 +94,31 @@ fn manifest_to_running_container_and_back() {
 
     // Create.
     agent.write_manifest("web.yaml", &web(SERVE)).unwrap();
-    let c = agent.wait_container("web", "running", |c| c["state"] == "running").unwrap();
+    let c = agent
+        .wait_container("web", "running", |c| c["state"] == "running")
+        .unwrap();
     let pid = pid_of(&c);
     let id = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["image"], "docker.io/library/busybox:1.36");
-    assert_eq!(c["imageDigest"].as_str().unwrap(), registry_digest(&registry, "library/busybox", "1.36"));
-    assert!(c["specHash"].as_str().unwrap().starts_with("sha256:"), "{c}");
+    assert_eq!(
+        c["imageDigest"].as_str().unwrap(),
+        registry_digest(&registry, "library/busybox", "1.36")
+    );
+    assert!(
+        c["specHash"].as_str().unwrap().starts_with("sha256:"),
+        "{c}"
+    );
     assert_eq!(c["restartCount"], 0);
     assert_eq!(c["exitCode"], Value::Null);
 
     // The process runs in its own namespaces, on the image's files, with the merged config.
     let p = pid.to_string();
     for kind in ["pid", "mnt", "uts", "ipc", "net"] {
-        assert_ne!(ns(&p, kind), ns("self", kind), "{kind} namespace is the host's");
+        assert_ne!(
+            ns(&p, kind),
+            ns("self", kind),
+            "{kind} namespace is the host's"
+        );
         assert!(!ns(&p, kind).is_empty(), "{kind} namespace unreadable");
     }
     let motd = std::fs::read_to_string(format!("/proc/{pid}/root/etc/motd")).unwrap();
@@ -100,26 +126,49 @@ fn manifest_to_running_container_and_back() {
     let busybox = std::fs::read(format!("/proc/{pid}/root/bin/busybox")).unwrap();
     assert_eq!(busybox, std::fs::read("/bin/busybox").unwrap());
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let env: Vec<String> = environ.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    let env: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     assert!(env.contains(&"GREETING=hello".to_string()), "{env:?}");
-    assert!(env.contains(&"IMAGE_ENV=from-image".to_string()), "image env kept: {env:?}");
+    assert!(
+        env.contains(&"IMAGE_ENV=from-image".to_string()),
+        "image env kept: {env:?}"
+    );
     assert!(env.contains(&"PATH=/bin:/usr/bin".to_string()), "{env:?}");
-    assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), Path::new("/tmp"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/tmp")
+    );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
-    assert!(nspid.trim_end().ends_with("\t1"), "not pid 1 in its namespace: {nspid}");
+    assert!(
+        nspid.trim_end().ends_with("\t1"),
+        "not pid 1 in its namespace: {nspid}"
+    );
     let cgroups = agent.cgroup_dirs();
     let memory_dir = cgroups
         .iter()
         .find(|d| d.starts_with("/sys/fs/cgroup/memory") && d.ends_with(&id))
         .unwrap_or_else(|| panic!("no memory cgroup for {id} in {cgroups:?}"));
-    assert_eq!(std::fs::read_to_string(memory_dir.join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
+    assert_eq!(
+        std::fs::read_to_string(memory_dir.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        "67108864"
+    );
     let procs = std::fs::read_to_string(memory_dir.join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l == p), "pid {pid} not in {}: {procs}", memory_dir.display());
+    assert!(
+        procs.lines().any(|l| l == p),
+        "pid {pid} not in {}: {procs}",
+        memory_dir.display()
+    );
     // Output is logged by the shim as JSON lines, one record per line and stream.
     let logs = agent
         .wait_for("two log records", Duration::from_secs(10), |a| {
-            a.get("/v1/containers/web/logs").ok().filter(|b| b.lines().count() == 2)
+            a.get("/v1/containers/web/logs")
+                .ok()
+                .filter(|b| b.lines().count() == 2)
         })
         .unwrap();
     let mut records: Vec<(String, String)> = logs
@@ -127,28 +176,62 @@ fn manifest_to_running_container_and_back() {
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
-            (v["stream"].as_str().unwrap().to_string(), v["log"].as_str().unwrap().to_string())
+            (
+                v["stream"].as_str().unwrap().to_string(),
+                v["log"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     records.sort();
-    assert_eq!(records, [("stderr".to_string(), "ready\n".to_string()), ("stdout".to_string(), "started\n".to_string())]);
+    assert_eq!(
+        records,
+        [
+            ("stderr".to_string(), "ready\n".to_string()),
+            ("stdout".to_string(), "started\n".to_string())
+        ]
+    );
     let out = std::process::Command::new(berth_tests::agent::berth_bin())
-        .args(["logs", "--tail", "5", "--addr", &agent.addr.to_string(), "web"])
+        .args([
+            "logs",
+            "--tail",
+            "5",
+            "--addr",
+            &agent.addr.to_string(),
+            "web",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), String::from_utf8_lossy(&out.stderr).as_ref()), ("started\n", "ready\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).as_ref(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        ("started\n", "ready\n")
+    );
 
     // Saving the same content again changes nothing.
     agent.write_manifest("web.yaml", &web(SERVE)).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let c = agent.container("web").unwrap();
-    assert_eq!((pid_of(&c), c["id"].as_str().unwrap()), (pid, id.as_str()), "identical save restarted the container");
+    assert_eq!(
+        (pid_of(&c), c["id"].as_str().unwrap()),
+        (pid, id.as_str()),
+        "identical save restarted the container"
+    );
 
     // An edit recreates it: new id, new process, the old one gone with its cgroup.
     let serve2 = SERVE.replace("echo started", "echo started v2");
     agent.write_manifest("web.yaml", &web(&serve2)).unwrap();
-    let c = agent.wait_container("web", "recreated", |c| c["state"] == "running" && c["id"] != id.as_str()).unwrap();
+    let c = agent
+        .wait_container("web", "recreated", |c| {
+            c["state"] == "running" && c["id"] != id.as_str()
+        })
+        .unwrap();
     let (pid2, id2) = (pid_of(&c), c["id"].as_str().unwrap().to_string());
     assert!(!alive(pid), "old process {pid} still alive");
     assert!(
@@ -156,12 +239,21 @@ fn manifest_to_running_container_and_back() {
         "old cgroup left: {:?}",
         agent.cgroup_dirs()
     );
-    assert!(!agent.state_dir.join("containers").join(&id).exists(), "old container dir left");
+    assert!(
+        !agent.state_dir.join("containers").join(&id).exists(),
+        "old container dir left"
+    );
 
     // An exit under restartPolicy Always: started again, same container.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid2), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid2),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let c = agent
-        .wait_container("web", "restarted", |c| c["state"] == "running" && c["restartCount"] == 1)
+        .wait_container("web", "restarted", |c| {
+            c["state"] == "running" && c["restartCount"] == 1
+        })
         .unwrap();
     assert_eq!(c["id"], id2.as_str());
     let pid3 = pid_of(&c);
@@ -171,11 +263,19 @@ fn manifest_to_running_container_and_back() {
     agent.stop().unwrap();
     assert!(alive(pid3), "container died with the agent");
     agent.restart().unwrap();
-    let c = agent.wait_container("web", "adopted", |c| c["state"] == "running").unwrap();
-    assert_eq!((pid_of(&c), c["restartCount"].as_i64()), (pid3, Some(1)));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid3), nix::sys::signal::Signal::SIGKILL).unwrap();
     let c = agent
-        .wait_container("web", "restarted by the new agent", |c| c["state"] == "running" && c["restartCount"] == 2)
+        .wait_container("web", "adopted", |c| c["state"] == "running")
+        .unwrap();
+    assert_eq!((pid_of(&c), c["restartCount"].as_i64()), (pid3, Some(1)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid3),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let c = agent
+        .wait_container("web", "restarted by the new agent", |c| {
+            c["state"] == "running" && c["restartCount"] == 2
+        })
         .unwrap();
     let pid4 = pid_of(&c);
 
@@ -183,16 +283,25 @@ fn manifest_to_running_container_and_back() {
     agent.remove_manifest("web.yaml").unwrap();
     agent
         .wait_for("web to be removed", Duration::from_secs(30), |a| {
-            a.request("GET", "/v1/containers/web").ok().filter(|(code, _)| *code == 404)
+            a.request("GET", "/v1/containers/web")
+                .ok()
+                .filter(|(code, _)| *code == 404)
         })
         .unwrap();
     assert!(!alive(pid4), "process {pid4} survived its manifest");
-    assert!(agent.cgroup_dirs().iter().all(|d| !d.ends_with(&id2)), "{:?}", agent.cgroup_dirs());
+    assert!(
+        agent.cgroup_dirs().iter().all(|d| !d.ends_with(&id2)),
+        "{:?}",
+        agent.cgroup_dirs()
+    );
     assert!(!agent.state_dir.join("containers").join(&id2).exists());
     assert!(!agent.run_dir.join("containers").join(&id2).exists());
 
     let metrics = agent.get("/metrics").unwrap();
-    assert!(metrics.contains("berth_reconcile_total{result=\"ok\"}"), "{metrics}");
+    assert!(
+        metrics.contains("berth_reconcile_total{result=\"ok\"}"),
+        "{metrics}"
+    );
     let count: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("berth_reconcile_duration_seconds_count "))

@@ -28,7 +28,11 @@ fn stdout_of(agent: &Agent, name: &str) -> String {
 }
 
 fn finished(agent: &Agent, name: &str) -> serde_json::Value {
-    agent.wait_container(name, "exited", |c| c["state"] == "exited" || c["state"] == "failed").unwrap()
+    agent
+        .wait_container(name, "exited", |c| {
+            c["state"] == "exited" || c["state"] == "failed"
+        })
+        .unwrap()
 }
 
 #[test]
@@ -41,47 +45,115 @@ fn volumes_host_paths_tmpfs_and_hardening() {
     std::fs::write(denied.path().join("secret"), "no\n").unwrap();
     // A device node the test owns: /dev/full's numbers (1:7), under an allowed dir.
     let dev = host.path().join("testdev");
-    nix::sys::stat::mknod(&dev, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(1, 7)).unwrap();
-    let agent = Agent::start_with(&registry, &format!("allowedHostPaths: [{}]\n", host.path().display())).unwrap();
+    nix::sys::stat::mknod(
+        &dev,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 7),
+    )
+    .unwrap();
+    let agent = Agent::start_with(
+        &registry,
+        &format!("allowedHostPaths: [{}]\n", host.path().display()),
+    )
+    .unwrap();
 
     // A new named volume over /etc is filled with the image's /etc, then written to.
     let vol = format!(
         "{}{VOLUME}",
-        container("vol", "cat /etc/motd; echo written > /etc/new.txt; echo ok", "  mounts:\n    - {volume: etc, path: /etc}\n")
+        container(
+            "vol",
+            "cat /etc/motd; echo written > /etc/new.txt; echo ok",
+            "  mounts:\n    - {volume: etc, path: /etc}\n"
+        )
     );
     agent.write_manifest("vol.yaml", &vol).unwrap();
     let c = finished(&agent, "vol");
     let first_id = c["id"].as_str().unwrap().to_string();
-    assert_eq!((c["state"].as_str(), c["exitCode"].as_i64()), (Some("exited"), Some(0)), "{c}");
-    assert_eq!(stdout_of(&agent, "vol"), "hello from the berth test image\nok\n");
+    assert_eq!(
+        (c["state"].as_str(), c["exitCode"].as_i64()),
+        (Some("exited"), Some(0)),
+        "{c}"
+    );
+    assert_eq!(
+        stdout_of(&agent, "vol"),
+        "hello from the berth test image\nok\n"
+    );
     let data = agent.state_dir.join("volumes/etc/_data");
-    assert_eq!(std::fs::read_to_string(data.join("motd")).unwrap(), "hello from the berth test image\n");
-    assert_eq!(std::fs::read_to_string(data.join("new.txt")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("motd")).unwrap(),
+        "hello from the berth test image\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("new.txt")).unwrap(),
+        "written\n"
+    );
     // Recreated (new spec): the data is still there, and it is not filled again.
     std::fs::remove_file(data.join("motd")).unwrap();
-    agent.write_manifest("vol.yaml", &vol.replace("echo ok", "cat /etc/new.txt; ls /etc/motd || echo no-motd")).unwrap();
-    let c = agent.wait_container("vol", "recreated and exited", |c| c["state"] == "exited" && c["id"] != first_id.as_str()).unwrap();
+    agent
+        .write_manifest(
+            "vol.yaml",
+            &vol.replace("echo ok", "cat /etc/new.txt; ls /etc/motd || echo no-motd"),
+        )
+        .unwrap();
+    let c = agent
+        .wait_container("vol", "recreated and exited", |c| {
+            c["state"] == "exited" && c["id"] != first_id.as_str()
+        })
+        .unwrap();
     assert_eq!(c["exitCode"], 0);
-    let out = agent.wait_for("second run output", Duration::from_secs(10), |a| Some(stdout_of(a, "vol")).filter(|o| o.contains("no-motd"))).unwrap();
-    assert!(out.contains("written\n"), "volume content lost on recreate: {out}");
+    let out = agent
+        .wait_for("second run output", Duration::from_secs(10), |a| {
+            Some(stdout_of(a, "vol")).filter(|o| o.contains("no-motd"))
+        })
+        .unwrap();
+    assert!(
+        out.contains("written\n"),
+        "volume content lost on recreate: {out}"
+    );
 
     // Host paths: allowed ones mount (read-only here), others are refused by name.
     let bind = container(
         "bind",
         "cat /cfg/config.txt; echo x > /cfg/config.txt || echo read-only",
-        &format!("  mounts:\n    - {{hostPath: {}, path: /cfg, readOnly: true}}\n", host.path().display()),
+        &format!(
+            "  mounts:\n    - {{hostPath: {}, path: /cfg, readOnly: true}}\n",
+            host.path().display()
+        ),
     );
     agent.write_manifest("bind.yaml", &bind).unwrap();
     finished(&agent, "bind");
     assert_eq!(stdout_of(&agent, "bind"), "from the host\nread-only\n");
-    assert_eq!(std::fs::read_to_string(host.path().join("config.txt")).unwrap(), "from the host\n");
-    let nope = container("nope", "cat /x/secret", &format!("  mounts:\n    - {{hostPath: {}, path: /x}}\n", denied.path().display()));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("config.txt")).unwrap(),
+        "from the host\n"
+    );
+    let nope = container(
+        "nope",
+        "cat /x/secret",
+        &format!(
+            "  mounts:\n    - {{hostPath: {}, path: /x}}\n",
+            denied.path().display()
+        ),
+    );
     agent.write_manifest("nope.yaml", &nope).unwrap();
     // A validation error: the file does not load, nothing of it is started.
-    let c = agent.wait_container("nope", "refused", |c| c["state"] == "failed").unwrap();
+    let c = agent
+        .wait_container("nope", "refused", |c| c["state"] == "failed")
+        .unwrap();
     let msg = c["message"].as_str().unwrap();
-    assert!(msg.contains(&format!("Container/nope: hostPath {} is not under allowedHostPaths", denied.path().display())), "{msg}");
-    assert_eq!(c["id"], serde_json::Value::Null, "a refused container must never be created");
+    assert!(
+        msg.contains(&format!(
+            "Container/nope: hostPath {} is not under allowedHostPaths",
+            denied.path().display()
+        )),
+        "{msg}"
+    );
+    assert_eq!(
+        c["id"],
+        serde_json::Value::Null,
+        "a refused container must never be created"
+    );
 
     // tmpfs with a size, a read-only root, masked and read-only kernel paths.
     let hard = container(
@@ -94,19 +166,32 @@ fn volumes_host_paths_tmpfs_and_hardening() {
     finished(&agent, "hard");
     let out = stdout_of(&agent, "hard");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("tmpfs rw,nosuid,nodev") && lines[0].contains("size=2048k"), "{out}");
-    assert_eq!(&lines[1..], ["root-ro", "tmpfs-rw", "0", "0", "procsys-ro"], "{out}");
+    assert!(
+        lines[0].starts_with("tmpfs rw,nosuid,nodev") && lines[0].contains("size=2048k"),
+        "{out}"
+    );
+    assert_eq!(
+        &lines[1..],
+        ["root-ro", "tmpfs-rw", "0", "0", "procsys-ro"],
+        "{out}"
+    );
 
     // Devices: the listed node appears with its numbers; an unlisted one cannot be opened.
     let devs = container(
         "devs",
         "ls -l /dev/mydev | cut -c1; stat -c '%t:%T' /dev/mydev; head -c 4 /dev/mydev | wc -c; \
          mknod /tmp/kmsg c 1 11 && (cat /tmp/kmsg || echo denied)",
-        &format!("  devices:\n    - {{hostPath: {}, path: /dev/mydev, permissions: r}}\n", dev.display()),
+        &format!(
+            "  devices:\n    - {{hostPath: {}, path: /dev/mydev, permissions: r}}\n",
+            dev.display()
+        ),
     );
     agent.write_manifest("devs.yaml", &devs).unwrap();
     finished(&agent, "devs");
-    assert!(std::fs::metadata(&dev).unwrap().file_type().is_char_device());
+    assert!(std::fs::metadata(&dev)
+        .unwrap()
+        .file_type()
+        .is_char_device());
     assert_eq!(stdout_of(&agent, "devs"), "c\n1:7\n4\ndenied\n");
 
     let left = agent.finish().unwrap();

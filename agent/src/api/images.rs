@@ -58,9 +58,16 @@ fn store_form(reference: &str) -> String {
     normalize_reference(reference).unwrap_or_else(|_| reference.to_string())
 }
 
-async fn list_images(State(state): State<Arc<ImagesApi>>) -> Result<Json<Vec<ImageStatus>>, ApiError> {
+async fn list_images(
+    State(state): State<Arc<ImagesApi>>,
+) -> Result<Json<Vec<ImageStatus>>, ApiError> {
     let store = state.images.clone();
-    let unavailable = || ApiError(StatusCode::INTERNAL_SERVER_ERROR, "image store unavailable".into());
+    let unavailable = || {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "image store unavailable".into(),
+        )
+    };
     let stored = match tokio::task::spawn_blocking(move || store.list()).await {
         Ok(Ok(list)) => list,
         Ok(Err(e)) => {
@@ -74,7 +81,10 @@ async fn list_images(State(state): State<Arc<ImagesApi>>) -> Result<Json<Vec<Ima
     };
     let records = state.db.list_containers().map_err(|e| {
         tracing::error!(error = %e, "read containers for the api");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state database unavailable".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "state database unavailable".into(),
+        )
     })?;
     let containers = state.live.view(&records);
 
@@ -107,14 +117,22 @@ async fn list_images(State(state): State<Arc<ImagesApi>>) -> Result<Json<Vec<Ima
         entry.used_by.push(c.name.clone());
         // Two containers pulling one image share its downloads: show the one further on.
         if let Some(p) = &c.pull {
-            if entry.pull.as_ref().is_none_or(|q| p.done_bytes > q.done_bytes) {
+            if entry
+                .pull
+                .as_ref()
+                .is_none_or(|q| p.done_bytes > q.done_bytes)
+            {
                 entry.pull = Some(p.clone());
             }
         }
     }
     // A container whose image is neither stored nor being pulled (a failed pull) names no
     // image to list.
-    Ok(Json(out.into_values().filter(|i| i.digest.is_some() || i.pull.is_some()).collect()))
+    Ok(Json(
+        out.into_values()
+            .filter(|i| i.digest.is_some() || i.pull.is_some())
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -218,27 +236,60 @@ mod tests {
     }
 
     async fn get(app: Router, uri: &str) -> (StatusCode, String) {
-        let resp = app.oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
     #[tokio::test]
     async fn lists_stored_images_with_their_users_and_pulls_in_progress() {
-        assert!(nix::unistd::geteuid().is_root(), "this test needs root: unpacked layers keep file owners");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: unpacked layers keep file owners"
+        );
         let dir = tempfile::tempdir().unwrap();
         let reference = layout(&dir.path().join("layout"));
         let store = Arc::new(ImageStore::open(&dir.path().join("state")).unwrap());
-        let image = store.pull(&reference, &RegistryConfig::default(), &|_: PullProgress| {}).await.unwrap();
+        let image = store
+            .pull(
+                &reference,
+                &RegistryConfig::default(),
+                &|_: PullProgress| {},
+            )
+            .await
+            .unwrap();
 
         let db = Arc::new(StateDb::open(&dir.path().join("state")).unwrap());
-        db.put_container(&container("web", &reference, Some(&image.digest), "running")).unwrap();
-        db.put_container(&container("api", &reference, Some(&image.digest), "exited")).unwrap();
-        db.put_container(&container("proxy", "nginx:1.27", None, "pulling")).unwrap();
+        db.put_container(&container(
+            "web",
+            &reference,
+            Some(&image.digest),
+            "running",
+        ))
+        .unwrap();
+        db.put_container(&container("api", &reference, Some(&image.digest), "exited"))
+            .unwrap();
+        db.put_container(&container("proxy", "nginx:1.27", None, "pulling"))
+            .unwrap();
         let live = Arc::new(LiveStatus::default());
-        live.set_pull("proxy", Some(PullStatus { done_bytes: 1_000, total_bytes: 4_000 }));
-        let app = router(Arc::new(ImagesApi { images: store.clone(), db, live }));
+        live.set_pull(
+            "proxy",
+            Some(PullStatus {
+                done_bytes: 1_000,
+                total_bytes: 4_000,
+            }),
+        );
+        let app = router(Arc::new(ImagesApi {
+            images: store.clone(),
+            db,
+            live,
+        }));
 
         let (status, body) = get(app, "/v1/images").await;
         assert_eq!(status, StatusCode::OK);
@@ -272,7 +323,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_api_serves_the_image_metrics() {
-        assert!(nix::unistd::geteuid().is_root(), "this test needs root: unpacked layers keep file owners");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: unpacked layers keep file owners"
+        );
         let dir = tempfile::tempdir().unwrap();
         let reference = layout(&dir.path().join("layout"));
         let store = Arc::new(ImageStore::open(&dir.path().join("state")).unwrap());
@@ -280,10 +334,18 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         // What the reconciler's pull does: time the pull, count what came over the network.
         let downloaded = std::sync::atomic::AtomicU64::new(u64::MAX);
-        let progress = |p: PullProgress| downloaded.store(p.downloaded_bytes, std::sync::atomic::Ordering::Relaxed);
-        store.pull(&reference, &RegistryConfig::default(), &progress).await.unwrap();
+        let progress = |p: PullProgress| {
+            downloaded.store(p.downloaded_bytes, std::sync::atomic::Ordering::Relaxed)
+        };
+        store
+            .pull(&reference, &RegistryConfig::default(), &progress)
+            .await
+            .unwrap();
         let downloaded = downloaded.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(downloaded, 0, "a local layout is read from disk, not downloaded");
+        assert_eq!(
+            downloaded, 0,
+            "a local layout is read from disk, not downloaded"
+        );
         metrics.observe_pull(0.3, true, downloaded);
         metrics.observe_pull(2.0, false, 1234);
         crate::image_gc::refresh_usage(&store, &metrics).await;
@@ -294,9 +356,15 @@ mod tests {
             live: Arc::default(),
             metrics,
             containers_dir: dir.path().join("containers"),
-            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(dir.path().join("manifests"))),
+            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(
+                dir.path().join("manifests"),
+            )),
         });
-        let app = super::super::router(api).merge(router(Arc::new(ImagesApi { images: store, db, live: Arc::default() })));
+        let app = super::super::router(api).merge(router(Arc::new(ImagesApi {
+            images: store,
+            db,
+            live: Arc::default(),
+        })));
         let (status, body) = get(app, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         for line in [
@@ -305,12 +373,21 @@ mod tests {
             "berth_image_pull_duration_seconds_bucket{result=\"ok\",le=\"0.25\"} 0\n".to_string(),
             "berth_image_pull_duration_seconds_count{result=\"error\"} 1\n".to_string(),
             "berth_image_pull_bytes_total 1234\n".to_string(),
-            format!("berth_image_store_bytes{{kind=\"content\"}} {}\n", usage.content_bytes),
-            format!("berth_image_store_bytes{{kind=\"layers\"}} {}\n", usage.layers_bytes),
+            format!(
+                "berth_image_store_bytes{{kind=\"content\"}} {}\n",
+                usage.content_bytes
+            ),
+            format!(
+                "berth_image_store_bytes{{kind=\"layers\"}} {}\n",
+                usage.layers_bytes
+            ),
         ] {
             assert!(body.contains(&line), "missing {line:?} in:\n{body}");
         }
-        assert!(usage.content_bytes > 0 && usage.layers_bytes > 0, "{usage:?}");
+        assert!(
+            usage.content_bytes > 0 && usage.layers_bytes > 0,
+            "{usage:?}"
+        );
     }
 
     #[tokio::test]
@@ -319,8 +396,13 @@ mod tests {
         let store = Arc::new(ImageStore::open(dir.path()).unwrap());
         let db = Arc::new(StateDb::open(dir.path()).unwrap());
         // A container whose image is gone and not being pulled is not an image to list.
-        db.put_container(&container("web", "busybox", None, "failed")).unwrap();
-        let app = router(Arc::new(ImagesApi { images: store, db, live: Arc::default() }));
+        db.put_container(&container("web", "busybox", None, "failed"))
+            .unwrap();
+        let app = router(Arc::new(ImagesApi {
+            images: store,
+            db,
+            live: Arc::default(),
+        }));
         let (status, body) = get(app, "/v1/images").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
     }

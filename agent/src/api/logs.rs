@@ -39,7 +39,10 @@ impl LogQuery {
 
 /// Every record currently stored (oldest file first), or the last `tail` of them.
 pub fn read_records(current: &Path, tail: Option<usize>) -> std::io::Result<VecDeque<String>> {
-    let mut files: Vec<PathBuf> = log_files(current, MAX_FILES).into_iter().filter(|f| f.exists()).collect();
+    let mut files: Vec<PathBuf> = log_files(current, MAX_FILES)
+        .into_iter()
+        .filter(|f| f.exists())
+        .collect();
     files.reverse();
     let mut out = VecDeque::new();
     for f in files {
@@ -65,10 +68,18 @@ pub async fn get_logs(
 ) -> Response {
     let record = match state.db.get_container(&name) {
         Ok(Some(r)) => r,
-        Ok(None) => return error(StatusCode::NOT_FOUND, &format!("no container named {name:?}")),
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no container named {name:?}"),
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "read container for logs");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "state database unavailable");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state database unavailable",
+            );
         }
     };
     let path = state.containers_dir.join(&record.id).join("container.log");
@@ -77,7 +88,10 @@ pub async fn get_logs(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "read container log");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "container log unreadable");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "container log unreadable",
+            );
         }
     };
     let mut body = String::new();
@@ -90,10 +104,22 @@ pub async fn get_logs(
         return (headers, body).into_response();
     }
     // Follow from the end of what was just sent.
-    let pos = std::fs::metadata(&path).map(|m| (m.ino(), m.len())).unwrap_or((0, 0));
-    let follower = Follower { state, name, id: record.id, path, inode: pos.0, offset: pos.1, first: Some(body) };
+    let pos = std::fs::metadata(&path)
+        .map(|m| (m.ino(), m.len()))
+        .unwrap_or((0, 0));
+    let follower = Follower {
+        state,
+        name,
+        id: record.id,
+        path,
+        inode: pos.0,
+        offset: pos.1,
+        first: Some(body),
+    };
     let stream = futures_util::stream::unfold(follower, |mut f| async move {
-        f.next().await.map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), f))
+        f.next()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), f))
     });
     (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
 }
@@ -137,11 +163,16 @@ impl Follower {
     /// Complete lines appended since the last read; after a rotation, the rest of the old
     /// file (now `.1`) and then the new one from its start.
     fn read_new(&mut self) -> String {
-        let Ok(meta) = std::fs::metadata(&self.path) else { return String::new() };
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return String::new();
+        };
         let mut out = String::new();
         if meta.ino() != self.inode {
             let old = log_files(&self.path, 2).pop().unwrap_or_default();
-            if std::fs::metadata(&old).map(|m| m.ino() == self.inode).unwrap_or(false) {
+            if std::fs::metadata(&old)
+                .map(|m| m.ino() == self.inode)
+                .unwrap_or(false)
+            {
                 out.push_str(&read_lines_from(&old, &mut self.offset));
             }
             self.inode = meta.ino();
@@ -156,7 +187,9 @@ impl Follower {
 
 /// Reads whole lines from `offset` on and advances it past them; a partial last line waits.
 fn read_lines_from(path: &Path, offset: &mut u64) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
     if f.seek(SeekFrom::Start(*offset)).is_err() {
         return String::new();
     }
@@ -185,7 +218,10 @@ mod tests {
         std::fs::write(dir.path().join("container.log.2"), "a\nb\n").unwrap();
         std::fs::write(dir.path().join("container.log.1"), "c\n").unwrap();
         std::fs::write(&path, "d\ne\n").unwrap();
-        assert_eq!(read_records(&path, None).unwrap(), ["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            read_records(&path, None).unwrap(),
+            ["a", "b", "c", "d", "e"]
+        );
         assert_eq!(read_records(&path, Some(2)).unwrap(), ["d", "e"]);
     }
 

@@ -60,26 +60,42 @@ impl IntoResponse for ApiError {
 fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
     let records = state.db.list_containers().map_err(|e| {
         tracing::error!(error = %e, "read containers for the api");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "state database unavailable".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "state database unavailable".into(),
+        )
     })?;
     Ok(state.live.view(&records))
 }
 
-async fn list_containers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<ContainerStatus>>, ApiError> {
+async fn list_containers(
+    State(state): State<Arc<ApiState>>,
+) -> Result<Json<Vec<ContainerStatus>>, ApiError> {
     containers(&state).map(Json)
 }
 
-async fn get_container(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Result<Json<ContainerStatus>, ApiError> {
+async fn get_container(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerStatus>, ApiError> {
     containers(&state)?
         .into_iter()
         .find(|c| c.name == name)
         .map(Json)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no container named {name:?}")))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no container named {name:?}"),
+            )
+        })
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -116,13 +132,32 @@ mod tests {
             reason: None,
         })
         .unwrap();
-        Arc::new(ApiState { db: Arc::new(db), live: Arc::default(), metrics: Arc::default(), containers_dir: dir.join("containers"), last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(dir.join("manifests"))) })
+        Arc::new(ApiState {
+            db: Arc::new(db),
+            live: Arc::default(),
+            metrics: Arc::default(),
+            containers_dir: dir.join("containers"),
+            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(
+                dir.join("manifests"),
+            )),
+        })
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {
-        let resp = app.oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
@@ -142,7 +177,10 @@ mod tests {
         assert_eq!(v[0]["exitCode"], serde_json::Value::Null);
         let (status, body) = call(app, "GET", "/v1/containers/web").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"], "web-1");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"],
+            "web-1"
+        );
     }
 
     #[tokio::test]
@@ -174,7 +212,13 @@ mod tests {
         st.metrics.reconcile_duration.observe(0.01);
         let (status, body) = call(router(st), "GET", "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("berth_reconcile_total{result=\"ok\"} 1\n"), "{body}");
-        assert!(body.contains("berth_reconcile_duration_seconds_count 1\n"), "{body}");
+        assert!(
+            body.contains("berth_reconcile_total{result=\"ok\"} 1\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("berth_reconcile_duration_seconds_count 1\n"),
+            "{body}"
+        );
     }
 }

@@ -14,7 +14,10 @@ pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let list: Vec<Value> = serde_json::from_str(&body).context("parse image list")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     print!("{}", table(&list, now));
     Ok(())
 }
@@ -29,7 +32,10 @@ pub fn table(list: &[Value], now: u64) -> String {
                 Some(d) => d.chars().take(19).collect(),
                 None => "-".to_string(),
             };
-            let size = i["size"].as_u64().map(human_bytes).unwrap_or_else(|| "-".into());
+            let size = i["size"]
+                .as_u64()
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into());
             let pulled = match (i["pull"].as_object(), i["pulledAt"].as_u64()) {
                 (Some(p), _) => {
                     let done = p["doneBytes"].as_u64().unwrap_or(0);
@@ -44,9 +50,24 @@ pub fn table(list: &[Value], now: u64) -> String {
                 (None, Some(at)) => age(now.saturating_sub(at)),
                 (None, None) => "-".to_string(),
             };
-            let used_by: Vec<&str> = i["usedBy"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let used_by = if used_by.is_empty() { "-".to_string() } else { used_by.join(",") };
-            [i["reference"].as_str().unwrap_or("").to_string(), digest, size, pulled, used_by]
+            let used_by: Vec<&str> = i["usedBy"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let used_by = if used_by.is_empty() {
+                "-".to_string()
+            } else {
+                used_by.join(",")
+            };
+            [
+                i["reference"].as_str().unwrap_or("").to_string(),
+                digest,
+                size,
+                pulled,
+                used_by,
+            ]
         })
         .collect();
     let header = ["REFERENCE", "DIGEST", "SIZE", "PULLED", "USED BY"];

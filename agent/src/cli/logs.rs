@@ -21,8 +21,9 @@ pub fn run(addr: SocketAddr, args: &LogsArgs) -> anyhow::Result<()> {
     if args.follow {
         path.push_str("follow=1");
     }
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .with_context(|| format!("connect to the berth agent at {addr} (hint: is `berth agent` running? see --addr)"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| {
+        format!("connect to the berth agent at {addr} (hint: is `berth agent` running? see --addr)")
+    })?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut reader = BufReader::new(s);
     let mut status = String::new();
@@ -42,9 +43,15 @@ pub fn run(addr: SocketAddr, args: &LogsArgs) -> anyhow::Result<()> {
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     for line in reader.lines() {
         let line = line?;
-        let Ok(rec) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(rec) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         let text = rec["log"].as_str().unwrap_or("");
-        let prefix = if args.timestamps { format!("{} ", rec["time"].as_str().unwrap_or("")) } else { String::new() };
+        let prefix = if args.timestamps {
+            format!("{} ", rec["time"].as_str().unwrap_or(""))
+        } else {
+            String::new()
+        };
         if rec["stream"] == "stderr" {
             let mut e = stderr.lock();
             write!(e, "{prefix}{text}")?;

@@ -43,11 +43,19 @@ pub fn run_json(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
 
 /// The host policy `validate` judges by: the agent config's, when there is one.
 pub fn policy(config: Option<PathBuf>) -> anyhow::Result<HostPolicy> {
-    let has_config = config.is_some() || std::path::Path::new(crate::config::DEFAULT_CONFIG).exists();
+    let has_config =
+        config.is_some() || std::path::Path::new(crate::config::DEFAULT_CONFIG).exists();
     if !has_config {
-        return Ok(HostPolicy { allowed_host_paths: None });
+        return Ok(HostPolicy {
+            allowed_host_paths: None,
+        });
     }
-    let flags = crate::config::AgentFlags { config, ..Default::default() };
+    let flags = crate::config::AgentFlags {
+        config,
+        ..Default::default()
+    };
     let cfg = crate::config::AgentConfig::load(&flags)?;
-    Ok(HostPolicy { allowed_host_paths: Some(cfg.allowed_host_paths) })
+    Ok(HostPolicy {
+        allowed_host_paths: Some(cfg.allowed_host_paths),
+    })
 }

@@ -67,7 +67,8 @@ impl Desired {
                 let file = f.path.display().to_string();
                 for o in &f.objects {
                     if o.kind == berth_spec::Kind::Container {
-                        d.manifest_errors.insert(o.name.clone(), (file.clone(), err.clone()));
+                        d.manifest_errors
+                            .insert(o.name.clone(), (file.clone(), err.clone()));
                     }
                 }
                 d.file_errors.insert(file.clone(), err.clone());

@@ -32,7 +32,10 @@ impl Reconciler {
             Action::Remove(old) => self.remove(old).await,
         };
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.actions_total.with_label_values(&[verb, outcome]).inc();
+        self.metrics
+            .actions_total
+            .with_label_values(&[verb, outcome])
+            .inc();
         {
             let mut nb = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
             match &result {
@@ -45,7 +48,10 @@ impl Reconciler {
                 }
             }
         }
-        self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
         self.trigger(Trigger::ActionDone(name));
     }
 
@@ -55,7 +61,12 @@ impl Reconciler {
         }
     }
 
-    async fn create(self: &Arc<Self>, d: &DesiredContainer, restart_count: u32, image: Option<Image>) -> Result<(), String> {
+    async fn create(
+        self: &Arc<Self>,
+        d: &DesiredContainer,
+        restart_count: u32,
+        image: Option<Image>,
+    ) -> Result<(), String> {
         let mut rec = ContainerRecord {
             name: d.name.clone(),
             id: format!("{}-{}", d.name, random_suffix()),
@@ -79,7 +90,9 @@ impl Reconciler {
         // An image already in the store spares the "pulling" record (one fsync less per start).
         let image = match image {
             Some(i) => Some(i),
-            None if d.spec.image_pull_policy != PullPolicy::Always => self.images.lookup(&d.spec.image).ok().flatten(),
+            None if d.spec.image_pull_policy != PullPolicy::Always => {
+                self.images.lookup(&d.spec.image).ok().flatten()
+            }
             None => None,
         };
         if let Some(i) = &image {
@@ -108,13 +121,19 @@ impl Reconciler {
         self.start(rec, d, &image).await
     }
 
-    async fn recreate(self: &Arc<Self>, d: &DesiredContainer, mut old: ContainerRecord) -> Result<(), String> {
+    async fn recreate(
+        self: &Arc<Self>,
+        d: &DesiredContainer,
+        mut old: ContainerRecord,
+    ) -> Result<(), String> {
         // The new image is pulled and verified before the old container stops.
         let image = match self.ensure_image(d).await {
             Ok(i) => i,
             Err(e) => {
                 if old.state == "running" {
-                    old.message = Some(format!("update held back, old container keeps running: {e}"));
+                    old.message = Some(format!(
+                        "update held back, old container keeps running: {e}"
+                    ));
                     self.put(&old);
                 } else {
                     old.state = "failed".into();
@@ -131,7 +150,11 @@ impl Reconciler {
         self.create(d, 0, Some(image)).await
     }
 
-    async fn restart(self: &Arc<Self>, d: &DesiredContainer, mut old: ContainerRecord) -> Result<(), String> {
+    async fn restart(
+        self: &Arc<Self>,
+        d: &DesiredContainer,
+        mut old: ContainerRecord,
+    ) -> Result<(), String> {
         let image = match self.ensure_image(d).await {
             Ok(i) => i,
             Err(e) => {
@@ -149,13 +172,20 @@ impl Reconciler {
 
     async fn remove(self: &Arc<Self>, old: ContainerRecord) -> Result<(), String> {
         self.stop_and_remove(&old).await?;
-        self.db.delete_container(&old.name).map_err(|e| e.to_string())?;
+        self.db
+            .delete_container(&old.name)
+            .map_err(|e| e.to_string())?;
         tracing::info!(container = %old.name, "container removed");
         Ok(())
     }
 
     /// Starts the container of `rec` (new or restarted) and records the outcome.
-    async fn start(self: &Arc<Self>, mut rec: ContainerRecord, d: &DesiredContainer, image: &Image) -> Result<(), String> {
+    async fn start(
+        self: &Arc<Self>,
+        mut rec: ContainerRecord,
+        d: &DesiredContainer,
+        image: &Image,
+    ) -> Result<(), String> {
         let spec = &d.spec;
         let process = resolve_process(
             &ProcessOverrides {
@@ -171,7 +201,8 @@ impl Reconciler {
                 working_dir: image.config.working_dir.as_deref(),
             },
         );
-        let mounts = super::mounts::container_mounts(spec, &self.volumes_dir, &self.allowed_host_paths);
+        let mounts =
+            super::mounts::container_mounts(spec, &self.volumes_dir, &self.allowed_host_paths);
         // The network namespace is wired (and the etc files written) before the start.
         let network = match (&process, &mounts) {
             (Ok(_), Ok(_)) => self.attach_networks(&rec, d).await,
@@ -190,7 +221,10 @@ impl Reconciler {
                     process,
                     limits: limits(spec),
                     network,
-                    log: LogConfig { max_size: spec.logging.max_size.bytes(), max_files: spec.logging.max_files },
+                    log: LogConfig {
+                        max_size: spec.logging.max_size.bytes(),
+                        max_files: spec.logging.max_files,
+                    },
                     security: SecurityConfig::from_spec(spec),
                     mounts: mounts.mounts,
                     devices: mounts.devices,
@@ -214,7 +248,8 @@ impl Reconciler {
                 rec.finished_at = None;
                 self.put(&rec);
                 tracing::info!(container = %rec.name, id = %rec.id, pid = s.init_pid, "container running");
-                self.clone().monitor(rec.name.clone(), rec.id.clone(), s.watch);
+                self.clone()
+                    .monitor(rec.name.clone(), rec.id.clone(), s.watch);
                 Ok(())
             }
             Err(e) => {
@@ -236,7 +271,9 @@ impl Reconciler {
             Some(s) => (s.stop_signal.number(), s.stop_timeout.get()),
             None => (libc_sigterm(), Duration::from_secs(10)),
         };
-        self.runtime.stop(&old.id, old.init_pid.unwrap_or(0), signal, timeout).await;
+        self.runtime
+            .stop(&old.id, old.init_pid.unwrap_or(0), signal, timeout)
+            .await;
         // The shim reaps the init a moment after the cgroup empties; rmdir may need a retry.
         let mut last = Vec::new();
         for _ in 0..50 {
@@ -270,13 +307,23 @@ impl Reconciler {
         let downloaded = std::sync::atomic::AtomicU64::new(0);
         let progress = |p: PullProgress| {
             downloaded.store(p.downloaded_bytes, std::sync::atomic::Ordering::Relaxed);
-            live.set_pull(&name, Some(PullStatus { done_bytes: p.done_bytes, total_bytes: p.total_bytes }));
+            live.set_pull(
+                &name,
+                Some(PullStatus {
+                    done_bytes: p.done_bytes,
+                    total_bytes: p.total_bytes,
+                }),
+            );
         };
         tracing::info!(container = %d.name, image = %d.spec.image, "pulling image");
         let started = std::time::Instant::now();
-        let result = self.images.pull(&d.spec.image, &self.registries, &progress).await;
+        let result = self
+            .images
+            .pull(&d.spec.image, &self.registries, &progress)
+            .await;
         let downloaded = downloaded.load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics.observe_pull(started.elapsed().as_secs_f64(), result.is_ok(), downloaded);
+        self.metrics
+            .observe_pull(started.elapsed().as_secs_f64(), result.is_ok(), downloaded);
         self.live.set_pull(&d.name, None);
         let image = result.map_err(|e| e.to_string())?;
         tracing::info!(container = %d.name, image = %image.reference, digest = %image.digest, "image ready");

@@ -107,7 +107,11 @@ impl Reconciler {
     }
 
     /// Runs passes until `shutdown` turns true. Containers keep running after it returns.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Trigger>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Trigger>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         self.adopt();
         let mut next = Duration::ZERO;
         loop {
@@ -136,18 +140,26 @@ impl Reconciler {
         let span = tracing::debug_span!("pass", ?reason);
         let _enter = span.enter();
         let dir = self.manifests.clone();
-        let policy = crate::policy::HostPolicy { allowed_host_paths: Some(self.allowed_host_paths.clone()) };
-        let load = match tokio::task::spawn_blocking(move || crate::policy::load_dir(&dir, &policy)).await {
+        let policy = crate::policy::HostPolicy {
+            allowed_host_paths: Some(self.allowed_host_paths.clone()),
+        };
+        let load = match tokio::task::spawn_blocking(move || crate::policy::load_dir(&dir, &policy))
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "manifest loader panicked");
-                self.metrics.reconcile_total.with_label_values(&["error"]).inc();
+                self.metrics
+                    .reconcile_total
+                    .with_label_values(&["error"])
+                    .inc();
                 return RESYNC;
             }
         };
         self.report_problems(&load);
         let desired = self.desired_state(&load);
-        self.live.set_manifest_errors(desired.manifest_errors.clone(), desired.file_errors.clone());
+        self.live
+            .set_manifest_errors(desired.manifest_errors.clone(), desired.file_errors.clone());
         // Networks first: containers attach to them, and a rebuilt one marks its containers.
         self.sync_networks(&desired).await;
 
@@ -155,7 +167,10 @@ impl Reconciler {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "read container records");
-                self.metrics.reconcile_total.with_label_values(&["error"]).inc();
+                self.metrics
+                    .reconcile_total
+                    .with_label_values(&["error"])
+                    .inc();
                 return Duration::from_secs(1);
             }
         };
@@ -166,24 +181,48 @@ impl Reconciler {
             plan::plan(&desired, &records, &busy, &not_before, now)
         };
         for action in actions {
-            self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(action.name().to_string());
+            self.busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(action.name().to_string());
             tokio::spawn(self.clone().execute(action));
         }
 
-        let mut states: BTreeMap<&str, i64> = ["pulling", "created", "running", "exited", "failed"].iter().map(|s| (*s, 0)).collect();
+        let mut states: BTreeMap<&str, i64> = ["pulling", "created", "running", "exited", "failed"]
+            .iter()
+            .map(|s| (*s, 0))
+            .collect();
         for r in &records {
             *states.entry(r.state.as_str()).or_default() += 1;
         }
         for (state, n) in states {
             self.metrics.containers.with_label_values(&[state]).set(n);
         }
-        let result = if load.problems.is_empty() { "ok" } else { "error" };
-        self.metrics.reconcile_total.with_label_values(&[result]).inc();
-        self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+        let result = if load.problems.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.metrics
+            .reconcile_total
+            .with_label_values(&[result])
+            .inc();
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
 
         // Wake up for the next due restart or retry, else resync.
-        let retry = self.not_before.lock().unwrap_or_else(|p| p.into_inner()).values().min().copied();
-        let due = [plan::next_due(&desired, &records), retry].into_iter().flatten().min();
+        let retry = self
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .min()
+            .copied();
+        let due = [plan::next_due(&desired, &records), retry]
+            .into_iter()
+            .flatten()
+            .min();
         match due {
             Some(t) if t <= now => Duration::from_millis(250),
             Some(t) => Duration::from_secs(t - now).min(RESYNC),
@@ -207,7 +246,10 @@ impl Reconciler {
         self.metrics.manifest_errors.reset();
         for f in &load.files {
             if f.error.is_some() {
-                self.metrics.manifest_errors.with_label_values(&[&f.path.display().to_string()]).set(1);
+                self.metrics
+                    .manifest_errors
+                    .with_label_values(&[&f.path.display().to_string()])
+                    .set(1);
             }
         }
     }
@@ -240,7 +282,11 @@ impl Reconciler {
                     let exit = self.runtime.exit_record(&r.id);
                     r.state = "exited".into();
                     r.exit_code = exit.as_ref().map(|e| e.exit_code);
-                    r.finished_at = Some(exit.as_ref().map(|e| e.finished_at).unwrap_or_else(now_unix));
+                    r.finished_at = Some(
+                        exit.as_ref()
+                            .map(|e| e.finished_at)
+                            .unwrap_or_else(now_unix),
+                    );
                     if exit.is_none() {
                         r.message = Some("the container's shim was gone when the agent started; container stopped".into());
                     }
@@ -265,10 +311,20 @@ impl Reconciler {
                         None => "exited".into(),
                     };
                     r.exit_code = exit.as_ref().map(|e| e.exit_code);
-                    r.finished_at = Some(exit.as_ref().map(|e| e.finished_at).unwrap_or_else(now_unix));
+                    r.finished_at = Some(
+                        exit.as_ref()
+                            .map(|e| e.finished_at)
+                            .unwrap_or_else(now_unix),
+                    );
                     r.message = exit.and_then(|e| e.error);
                     // The cgroup is fresh for every start, so any OOM kill it counts is this run's.
-                    let oom = self.runtime.cgroups().open(&id).oom_kill_count().unwrap_or(0) > 0;
+                    let oom = self
+                        .runtime
+                        .cgroups()
+                        .open(&id)
+                        .oom_kill_count()
+                        .unwrap_or(0)
+                        > 0;
                     r.reason = Some(
                         match (oom, r.exit_code) {
                             (true, _) => "OOMKilled",

@@ -22,9 +22,12 @@ pub fn volume_paths(volumes_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// Refuses a host path outside every allowed prefix, comparing resolved paths so a symlink
 /// on the host cannot smuggle another place in.
 pub fn check_allowed(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<PathBuf, String> {
-    let real = path
-        .canonicalize()
-        .map_err(|e| format!("{what} {}: {e} (hint: it must exist on the host)", path.display()))?;
+    let real = path.canonicalize().map_err(|e| {
+        format!(
+            "{what} {}: {e} (hint: it must exist on the host)",
+            path.display()
+        )
+    })?;
     let ok = allowed.iter().any(|a| {
         let a = a.canonicalize().unwrap_or_else(|_| a.clone());
         real.starts_with(&a)
@@ -35,7 +38,11 @@ pub fn check_allowed(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<Pat
     let list = if allowed.is_empty() {
         "none are allowed".to_string()
     } else {
-        allowed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        allowed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Err(format!(
         "{what} {} is not under allowedHostPaths ({list}) (hint: an admin can add it to allowedHostPaths in the agent config)",
@@ -43,7 +50,11 @@ pub fn check_allowed(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<Pat
     ))
 }
 
-pub fn container_mounts(spec: &ContainerSpec, volumes_dir: &Path, allowed: &[PathBuf]) -> Result<ContainerMounts, String> {
+pub fn container_mounts(
+    spec: &ContainerSpec,
+    volumes_dir: &Path,
+    allowed: &[PathBuf],
+) -> Result<ContainerMounts, String> {
     let mut mounts = Vec::with_capacity(spec.mounts.len());
     for m in &spec.mounts {
         let source = match &m.source {
@@ -54,26 +65,46 @@ pub fn container_mounts(spec: &ContainerSpec, volumes_dir: &Path, allowed: &[Pat
                     .mode(0o755)
                     .create(&data)
                     .map_err(|e| format!("create volume {name} at {}: {e}", data.display()))?;
-                MountSource::Bind { path: data, populate: Some(marker) }
+                MountSource::Bind {
+                    path: data,
+                    populate: Some(marker),
+                }
             }
-            SpecSource::HostPath(p) => MountSource::Bind { path: check_allowed("hostPath", p, allowed)?, populate: None },
-            SpecSource::Tmpfs(t) => MountSource::Tmpfs { size: t.size.as_ref().map(|s| s.bytes()) },
+            SpecSource::HostPath(p) => MountSource::Bind {
+                path: check_allowed("hostPath", p, allowed)?,
+                populate: None,
+            },
+            SpecSource::Tmpfs(t) => MountSource::Tmpfs {
+                size: t.size.as_ref().map(|s| s.bytes()),
+            },
         };
-        mounts.push(MountConfig { destination: m.path.clone(), read_only: m.read_only, source });
+        mounts.push(MountConfig {
+            destination: m.path.clone(),
+            read_only: m.read_only,
+            source,
+        });
     }
     // Parents before children, so /data/cache lands on the /data mount, not under it.
     mounts.sort_by_key(|m| m.destination.components().count());
     let mut devices = Vec::with_capacity(spec.devices.len());
     for d in &spec.devices {
         check_allowed("device", &d.host_path, allowed)?;
-        devices.push(DeviceConfig { host_path: d.host_path.clone(), path: d.path.clone(), permissions: access(&d.permissions) });
+        devices.push(DeviceConfig {
+            host_path: d.host_path.clone(),
+            path: d.path.clone(),
+            permissions: access(&d.permissions),
+        });
     }
     Ok(ContainerMounts { mounts, devices })
 }
 
 /// "rwm"-style access string for the device cgroup.
 fn access(p: &berth_spec::DevicePermissions) -> String {
-    [(p.read, 'r'), (p.write, 'w'), (p.mknod, 'm')].iter().filter(|(on, _)| *on).map(|(_, c)| *c).collect()
+    [(p.read, 'r'), (p.write, 'w'), (p.mknod, 'm')]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 #[cfg(test)]
@@ -93,14 +124,36 @@ mod tests {
             "image: busybox\nmounts:\n  - {{tmpfs: {{size: 1Mi}}, path: /data/tmp}}\n  - {{volume: data, path: /data}}\n  - {{hostPath: {}, path: /etc/ssl/certs, readOnly: true}}\n",
             host.display()
         ));
-        let m = container_mounts(&s, &dir.path().join("volumes"), &[dir.path().to_path_buf()]).unwrap();
-        let dests: Vec<_> = m.mounts.iter().map(|m| m.destination.display().to_string()).collect();
+        let m =
+            container_mounts(&s, &dir.path().join("volumes"), &[dir.path().to_path_buf()]).unwrap();
+        let dests: Vec<_> = m
+            .mounts
+            .iter()
+            .map(|m| m.destination.display().to_string())
+            .collect();
         assert_eq!(dests, ["/data", "/data/tmp", "/etc/ssl/certs"]);
         let (data, marker) = volume_paths(&dir.path().join("volumes"), "data");
         assert!(data.is_dir(), "volume dir created");
-        assert_eq!(m.mounts[0].source, MountSource::Bind { path: data, populate: Some(marker) });
-        assert_eq!(m.mounts[1].source, MountSource::Tmpfs { size: Some(1 << 20) });
-        assert_eq!(m.mounts[2].source, MountSource::Bind { path: host.canonicalize().unwrap(), populate: None });
+        assert_eq!(
+            m.mounts[0].source,
+            MountSource::Bind {
+                path: data,
+                populate: Some(marker)
+            }
+        );
+        assert_eq!(
+            m.mounts[1].source,
+            MountSource::Tmpfs {
+                size: Some(1 << 20)
+            }
+        );
+        assert_eq!(
+            m.mounts[2].source,
+            MountSource::Bind {
+                path: host.canonicalize().unwrap(),
+                populate: None
+            }
+        );
         assert!(m.mounts[2].read_only);
     }
 
@@ -114,8 +167,16 @@ mod tests {
         let allowed = dir.path().join("allowed");
         std::fs::create_dir(&allowed).unwrap();
         std::os::unix::fs::symlink("/etc", allowed.join("escape")).unwrap();
-        let s = spec(&format!("image: busybox\nmounts:\n  - {{hostPath: {}/escape, path: /x}}\n", allowed.display()));
-        let err = container_mounts(&s, dir.path(), std::slice::from_ref(&allowed)).err().unwrap();
-        assert!(err.starts_with("hostPath ") && err.contains("is not under allowedHostPaths"), "{err}");
+        let s = spec(&format!(
+            "image: busybox\nmounts:\n  - {{hostPath: {}/escape, path: /x}}\n",
+            allowed.display()
+        ));
+        let err = container_mounts(&s, dir.path(), std::slice::from_ref(&allowed))
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("hostPath ") && err.contains("is not under allowedHostPaths"),
+            "{err}"
+        );
     }
 }

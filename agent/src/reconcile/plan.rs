@@ -14,9 +14,15 @@ pub enum Action {
     Create(DesiredContainer),
     /// The spec changed: pull the new image, then stop and remove the old container, then
     /// create the new one. Also used to finish a create that was interrupted.
-    Recreate { desired: DesiredContainer, old: ContainerRecord },
+    Recreate {
+        desired: DesiredContainer,
+        old: ContainerRecord,
+    },
     /// Start an exited or failed container again, with its writable layer.
-    Restart { desired: DesiredContainer, old: ContainerRecord },
+    Restart {
+        desired: DesiredContainer,
+        old: ContainerRecord,
+    },
     /// The manifest is gone: stop the container and remove what it left.
     Remove(ContainerRecord),
 }
@@ -24,7 +30,9 @@ pub enum Action {
 impl Action {
     pub fn name(&self) -> &str {
         match self {
-            Action::Create(d) | Action::Recreate { desired: d, .. } | Action::Restart { desired: d, .. } => &d.name,
+            Action::Create(d)
+            | Action::Recreate { desired: d, .. }
+            | Action::Restart { desired: d, .. } => &d.name,
             Action::Remove(r) => &r.name,
         }
     }
@@ -76,7 +84,8 @@ pub fn plan(
     now: u64,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
-    let by_name: BTreeMap<&str, &ContainerRecord> = records.iter().map(|r| (r.name.as_str(), r)).collect();
+    let by_name: BTreeMap<&str, &ContainerRecord> =
+        records.iter().map(|r| (r.name.as_str(), r)).collect();
     let waiting = |name: &str| not_before.get(name).is_some_and(|&t| now < t);
 
     for (name, d) in &desired.containers {
@@ -85,14 +94,23 @@ pub fn plan(
         }
         match by_name.get(name.as_str()) {
             None => actions.push(Action::Create(d.clone())),
-            Some(r) if r.spec_hash != d.hash => actions.push(Action::Recreate { desired: d.clone(), old: (*r).clone() }),
+            Some(r) if r.spec_hash != d.hash => actions.push(Action::Recreate {
+                desired: d.clone(),
+                old: (*r).clone(),
+            }),
             Some(r) => match r.state.as_str() {
                 // Not busy, yet mid-create: the agent stopped during a pull or a start.
-                "pulling" | "created" => actions.push(Action::Recreate { desired: d.clone(), old: (*r).clone() }),
+                "pulling" | "created" => actions.push(Action::Recreate {
+                    desired: d.clone(),
+                    old: (*r).clone(),
+                }),
                 "exited" | "failed" if wants_restart(d.spec.restart_policy, r) => {
                     let due = r.finished_at.unwrap_or(0) + restart_delay(r);
                     if now >= due {
-                        actions.push(Action::Restart { desired: d.clone(), old: (*r).clone() });
+                        actions.push(Action::Restart {
+                            desired: d.clone(),
+                            old: (*r).clone(),
+                        });
                     }
                 }
                 _ => {}
@@ -136,7 +154,12 @@ mod tests {
     }
 
     fn want(name: &str, hash: &str, policy: &str, file: &str) -> DesiredContainer {
-        DesiredContainer { name: name.into(), spec: spec(policy), hash: hash.into(), source_file: file.into() }
+        DesiredContainer {
+            name: name.into(),
+            spec: spec(policy),
+            hash: hash.into(),
+            source_file: file.into(),
+        }
     }
 
     fn rec(name: &str, hash: &str, state: &str) -> ContainerRecord {
@@ -163,11 +186,17 @@ mod tests {
     }
 
     fn desired(items: &[DesiredContainer]) -> Desired {
-        Desired { containers: items.iter().map(|d| (d.name.clone(), d.clone())).collect(), ..Default::default() }
+        Desired {
+            containers: items.iter().map(|d| (d.name.clone(), d.clone())).collect(),
+            ..Default::default()
+        }
     }
 
     fn summary(actions: &[Action]) -> Vec<String> {
-        actions.iter().map(|a| format!("{} {}", a.verb(), a.name())).collect()
+        actions
+            .iter()
+            .map(|a| format!("{} {}", a.verb(), a.name()))
+            .collect()
     }
 
     fn run(d: &Desired, r: &[ContainerRecord], now: u64) -> Vec<String> {
@@ -176,8 +205,16 @@ mod tests {
 
     #[test]
     fn create_keep_recreate_remove() {
-        let d = desired(&[want("a", "h1", "Always", "/m/a.yaml"), want("b", "h2", "Always", "/m/a.yaml"), want("c", "h3", "Always", "/m/a.yaml")]);
-        let r = [rec("b", "h2", "running"), rec("c", "old", "running"), rec("gone", "h9", "running")];
+        let d = desired(&[
+            want("a", "h1", "Always", "/m/a.yaml"),
+            want("b", "h2", "Always", "/m/a.yaml"),
+            want("c", "h3", "Always", "/m/a.yaml"),
+        ]);
+        let r = [
+            rec("b", "h2", "running"),
+            rec("c", "old", "running"),
+            rec("gone", "h9", "running"),
+        ];
         assert_eq!(run(&d, &r, 1000), ["create a", "recreate c", "remove gone"]);
     }
 
@@ -194,12 +231,21 @@ mod tests {
         let mut exited = rec("a", "h1", "exited");
         exited.finished_at = Some(100);
         let always = desired(&[want("a", "h1", "Always", "/m/a.yaml")]);
-        assert!(run(&always, std::slice::from_ref(&exited), 100).is_empty(), "too early");
-        assert_eq!(run(&always, std::slice::from_ref(&exited), 101), ["restart a"]);
+        assert!(
+            run(&always, std::slice::from_ref(&exited), 100).is_empty(),
+            "too early"
+        );
+        assert_eq!(
+            run(&always, std::slice::from_ref(&exited), 101),
+            ["restart a"]
+        );
         let never = desired(&[want("a", "h1", "Never", "/m/a.yaml")]);
         assert!(run(&never, std::slice::from_ref(&exited), 500).is_empty());
         let on_failure = desired(&[want("a", "h1", "OnFailure", "/m/a.yaml")]);
-        assert_eq!(run(&on_failure, std::slice::from_ref(&exited), 500), ["restart a"]);
+        assert_eq!(
+            run(&on_failure, std::slice::from_ref(&exited), 500),
+            ["restart a"]
+        );
         exited.exit_code = Some(0);
         assert!(run(&on_failure, &[exited], 500).is_empty());
     }
@@ -221,9 +267,15 @@ mod tests {
         let mut failed = rec("a", "h1", "failed");
         failed.image_digest = None;
         let never = desired(&[want("a", "h1", "Never", "/m/a.yaml")]);
-        assert_eq!(run(&never, std::slice::from_ref(&failed), 1000), ["restart a"]);
+        assert_eq!(
+            run(&never, std::slice::from_ref(&failed), 1000),
+            ["restart a"]
+        );
         failed.image_digest = Some("sha256:1".into());
-        assert!(run(&never, &[failed], 1000).is_empty(), "a start failure under Never stays failed");
+        assert!(
+            run(&never, &[failed], 1000).is_empty(),
+            "a start failure under Never stays failed"
+        );
     }
 
     #[test]
@@ -232,7 +284,10 @@ mod tests {
         let mut d = desired(&[]);
         d.frozen_files.insert("/m/a.yaml".into());
         assert!(run(&d, &r, 1000).is_empty());
-        let d = Desired { freeze_all: true, ..Default::default() };
+        let d = Desired {
+            freeze_all: true,
+            ..Default::default()
+        };
         assert!(run(&d, &r, 1000).is_empty());
         assert_eq!(run(&desired(&[]), &r, 1000), ["remove a"]);
     }
@@ -244,7 +299,10 @@ mod tests {
         assert!(plan(&d, &[], &busy, &BTreeMap::new(), 0).is_empty());
         let later: BTreeMap<String, u64> = [("a".to_string(), 50)].into();
         assert!(plan(&d, &[], &BTreeSet::new(), &later, 49).is_empty());
-        assert_eq!(summary(&plan(&d, &[], &BTreeSet::new(), &later, 50)), ["create a"]);
+        assert_eq!(
+            summary(&plan(&d, &[], &BTreeSet::new(), &later, 50)),
+            ["create a"]
+        );
     }
 
     #[test]

@@ -24,7 +24,12 @@ pub struct DeviceRule {
 
 impl DeviceRule {
     pub fn new(kind: char, major: Option<u64>, minor: Option<u64>, access: &str) -> DeviceRule {
-        DeviceRule { kind, major, minor, access: access.to_string() }
+        DeviceRule {
+            kind,
+            major,
+            minor,
+            access: access.to_string(),
+        }
     }
 
     /// The same rule for the eBPF device filter (cgroup v2).
@@ -50,7 +55,13 @@ impl DeviceRule {
 
     pub fn to_kernel(&self) -> String {
         let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "*".into());
-        format!("{} {}:{} {}", self.kind, n(self.major), n(self.minor), self.access)
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
     }
 }
 
@@ -99,7 +110,10 @@ impl Cgroup {
     pub fn device_list(&self) -> Result<Vec<String>> {
         self.check()?;
         let dir = self.require(Controller::Devices)?;
-        Ok(control::read(&dir.join("devices.list"))?.lines().map(str::to_string).collect())
+        Ok(control::read(&dir.join("devices.list"))?
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -109,8 +123,14 @@ mod tests {
 
     #[test]
     fn rules_render_in_kernel_format() {
-        assert_eq!(DeviceRule::new('c', Some(1), Some(3), "rwm").to_kernel(), "c 1:3 rwm");
-        assert_eq!(DeviceRule::new('c', Some(136), None, "rwm").to_kernel(), "c 136:* rwm");
+        assert_eq!(
+            DeviceRule::new('c', Some(1), Some(3), "rwm").to_kernel(),
+            "c 1:3 rwm"
+        );
+        assert_eq!(
+            DeviceRule::new('c', Some(136), None, "rwm").to_kernel(),
+            "c 136:* rwm"
+        );
         assert_eq!(DeviceRule::new('b', None, None, "m").to_kernel(), "b *:* m");
     }
 }

@@ -225,7 +225,10 @@ fn docker_config_credentials(path: &Path, key: &str) -> Result<Option<Credential
             .or_else(|| config.creds_store.clone())
     };
     let Some((name, entry)) = config.auths.iter().find(|(h, _)| registry_key(h) == key) else {
-        if let Some((_, helper)) = config.cred_helpers.iter().find(|(h, _)| registry_key(h) == key)
+        if let Some((_, helper)) = config
+            .cred_helpers
+            .iter()
+            .find(|(h, _)| registry_key(h) == key)
         {
             return Err(bad(format!(
                 "the credentials of {key} are kept by the credential helper docker-credential-{helper}, which berth does not run (hint: put them under registries.auth)"
@@ -239,9 +242,11 @@ fn docker_config_credentials(path: &Path, key: &str) -> Result<Option<Credential
             .map_err(|e| bad(format!("auths.{name:?}.auth is not base64: {e}")))?;
         let text = String::from_utf8(decoded)
             .map_err(|_| bad(format!("auths.{name:?}.auth is not UTF-8")))?;
-        let (username, password) = text
-            .split_once(':')
-            .ok_or_else(|| bad(format!("auths.{name:?}.auth is not base64 of user:password")))?;
+        let (username, password) = text.split_once(':').ok_or_else(|| {
+            bad(format!(
+                "auths.{name:?}.auth is not base64 of user:password"
+            ))
+        })?;
         return Ok(Some(Credentials {
             username: username.to_string(),
             password: password.to_string(),
@@ -314,7 +319,10 @@ mod tests {
                     "reg.example.com".to_string(),
                     basic("alice", Some("inline"), None),
                 ),
-                ("127.0.0.1:5000".to_string(), basic("bob", None, Some(&file))),
+                (
+                    "127.0.0.1:5000".to_string(),
+                    basic("bob", None, Some(&file)),
+                ),
             ]
             .into(),
             docker_config: Some(docker),
@@ -353,7 +361,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.credentials_for("reg.lan").unwrap(), creds("u", "p"));
-        let err = config.credentials_for("helped.lan").unwrap_err().to_string();
+        let err = config
+            .credentials_for("helped.lan")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(

@@ -176,7 +176,9 @@ async fn token_registry_gets_basic_credentials_from_a_docker_config_for_its_toke
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with(&format!("pull {reference}: the token service refused the request: ")),
+        err.starts_with(&format!(
+            "pull {reference}: the token service refused the request: "
+        )),
         "{err}"
     );
     assert!(
@@ -218,8 +220,7 @@ async fn token_registry_gets_basic_credentials_from_a_docker_config_for_its_toke
         .unwrap();
     assert!(image.layers[0].join("bin/busybox").is_file());
     // The credentials went to the token service, which granted a pull token.
-    let with_credentials: Vec<TokenRequest> =
-        registry.token_requests()[pushes + 1..].to_vec();
+    let with_credentials: Vec<TokenRequest> = registry.token_requests()[pushes + 1..].to_vec();
     assert!(!with_credentials.is_empty());
     for r in &with_credentials {
         assert_eq!(

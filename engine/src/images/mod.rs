@@ -17,6 +17,7 @@ mod gc;
 mod layout;
 mod manifest;
 mod platform;
+mod readahead;
 mod record;
 mod reference;
 mod registry;

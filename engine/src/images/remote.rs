@@ -183,9 +183,11 @@ impl Remote {
                     _ => true,
                 };
                 let message = match &e {
-                    E::UnauthorizedError { .. } => {
-                        access_denied(401, &self.endpoint.host, self.token.is_some() || self.basic.is_some())
-                    }
+                    E::UnauthorizedError { .. } => access_denied(
+                        401,
+                        &self.endpoint.host,
+                        self.token.is_some() || self.basic.is_some(),
+                    ),
                     _ => describe(&e),
                 };
                 (message, retryable)
@@ -252,7 +254,12 @@ fn access_denied(code: u16, host: &str, with_credentials: bool) -> String {
 
 /// A registry error response as an operator reads it: the registry's own messages
 /// (`manifest unknown`), else the status and the start of the body.
-fn http_failure(status: reqwest::StatusCode, body: &[u8], host: &str, with_credentials: bool) -> String {
+fn http_failure(
+    status: reqwest::StatusCode,
+    body: &[u8],
+    host: &str,
+    with_credentials: bool,
+) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<ErrorItem>,

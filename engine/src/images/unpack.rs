@@ -87,7 +87,8 @@ pub struct UnpackStats {
     pub entries: u64,
 }
 
-/// Open a layer blob and decompress it by its magic bytes (gzip, zstd or plain tar).
+/// Open a layer blob and decompress it by its magic bytes (gzip, zstd or plain tar), on a
+/// thread of its own that runs ahead of the reader.
 pub fn open_blob(path: &Path) -> Result<Box<dyn Read>> {
     let open_err = |source| UnpackError::Open {
         path: path.to_path_buf(),
@@ -104,13 +105,15 @@ pub fn open_blob(path: &Path) -> Result<Box<dyn Read>> {
     }
     let file = File::open(path).map_err(open_err)?;
     let reader = BufReader::with_capacity(256 * 1024, file);
-    if got >= 2 && magic[..2] == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
+    let decoded: Box<dyn Read + Send> = if got >= 2 && magic[..2] == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if got == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Ok(Box::new(super::zstd::ZstdFrames::new(reader)))
+        Box::new(super::zstd::ZstdFrames::new(reader))
     } else {
-        Ok(Box::new(reader))
-    }
+        Box::new(reader)
+    };
+    let ahead = super::readahead::ReadAhead::new(decoded).map_err(open_err)?;
+    Ok(Box::new(ahead))
 }
 
 /// Unpack the tar stream `reader` into the empty directory `root`. `lowers` are the layers
@@ -144,6 +147,8 @@ pub fn unpack(
         lowers: lowers.to_vec(),
         dirs: BTreeMap::new(),
         whiteouts: HashSet::new(),
+        known_dirs: HashSet::new(),
+        copy_buf: vec![0u8; COPY_BUF],
     };
     let mut entries = 0u64;
     for entry in archive.entries().map_err(read_err)? {
@@ -197,6 +202,29 @@ impl<R: Read> Read for LimitReader<R> {
     }
 }
 
+/// Copy an entry's contents into `file` in `buf`-sized writes (a small file in one).
+fn copy_contents(entry: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Write;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match entry.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        file.write_all(&buf[..filled])?;
+        if filled < buf.len() {
+            return Ok(());
+        }
+    }
+}
+
 /// Metadata of one entry.
 #[derive(Clone, Debug)]
 struct Meta {
@@ -215,7 +243,15 @@ struct Extractor {
     dirs: BTreeMap<PathBuf, Meta>,
     /// Whiteouts this layer created, so a directory written over one becomes opaque.
     whiteouts: HashSet<PathBuf>,
+    /// Directories inside the root that this unpack made or checked to be real directories on
+    /// a path of real directories, so each entry does not stat every component of its parent
+    /// again. Exact: whatever `clear` removes leaves it.
+    known_dirs: HashSet<PathBuf>,
+    /// File contents are copied through it: most files take one write.
+    copy_buf: Vec<u8>,
 }
+
+const COPY_BUF: usize = 1024 * 1024;
 
 fn refused(entry: &str, reason: impl Into<String>) -> UnpackError {
     UnpackError::Refused {
@@ -310,6 +346,8 @@ impl Extractor {
                     fs::create_dir(&path)
                         .map_err(|e| self.io(&name, "create directory", &path, e))?;
                 }
+                // `clear` left a real directory here, or we just made one.
+                self.known_dirs.insert(path.clone());
                 self.apply_owner_xattrs(&name, &path, &meta)?;
                 if over_whiteout {
                     // The layer deleted the lower directory and made a new one: hide the old content.
@@ -326,7 +364,8 @@ impl Extractor {
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
                     .map_err(|e| self.io(&name, "create file", &path, e))?;
-                io::copy(entry, &mut file).map_err(|e| self.io(&name, "write file", &path, e))?;
+                copy_contents(entry, &mut file, &mut self.copy_buf)
+                    .map_err(|e| self.io(&name, "write file", &path, e))?;
                 std::os::unix::fs::fchown(&file, Some(meta.uid), Some(meta.gid))
                     .map_err(|e| self.io(&name, "chown", &path, e))?;
                 // After chown, which clears setuid/setgid bits.
@@ -420,8 +459,13 @@ impl Extractor {
         let mut dir = self.root.clone();
         for c in parent_rel.components() {
             dir.push(c);
+            if self.known_dirs.contains(&dir) {
+                continue;
+            }
             match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => {
+                    self.known_dirs.insert(dir.clone());
+                }
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(refused(
                         name,
@@ -436,6 +480,7 @@ impl Extractor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&dir).map_err(|e| self.io(name, "create directory", &dir, e))?;
+                    self.known_dirs.insert(dir.clone());
                     self.whiteouts.remove(&dir);
                     let rel = self.rel(&dir).to_path_buf();
                     match lower_dir(&self.lowers, &rel) {
@@ -494,6 +539,8 @@ impl Extractor {
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {
                 if !entry_is_dir {
+                    // Forget it first: whatever happens below, it is no longer a known directory.
+                    self.known_dirs.retain(|d| !d.starts_with(path));
                     fs::remove_dir_all(path).map_err(|e| self.io(name, "remove", path, e))?;
                     self.dirs.retain(|d, _| !d.starts_with(path));
                     self.whiteouts.retain(|w| !w.starts_with(path));

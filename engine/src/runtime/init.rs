@@ -42,8 +42,14 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
 pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
     join_network(cfg)?;
     // Nothing we mount may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| format!("make / a slave mount: {}", errno_text(e)))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / a slave mount: {}", errno_text(e)))?;
     mount_overlay(cfg)?;
     // Binds need their sources in our mount namespace: done before the host is out of reach.
     mounts::prepare(&etc_file_mounts(&cfg.etc_files), &[], &cfg.rootfs)?;
@@ -59,7 +65,8 @@ pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
     if cfg.readonly_rootfs {
         mounts::readonly_root()?;
     }
-    sethostname(&cfg.hostname).map_err(|e| format!("set hostname {:?}: {}", cfg.hostname, errno_text(e)))?;
+    sethostname(&cfg.hostname)
+        .map_err(|e| format!("set hostname {:?}: {}", cfg.hostname, errno_text(e)))?;
     if cfg.network != NetworkNamespace::Host {
         sys::net::set_link_up("lo").map_err(|e| format!("bring up lo: {}", io_text(&e)))?;
     }
@@ -74,9 +81,15 @@ fn join_network(cfg: &ShimConfig) -> Result<(), String> {
     let NetworkNamespace::Join(path) = &cfg.network else {
         return Ok(());
     };
-    let ns = std::fs::File::open(path).map_err(|e| format!("open network namespace {}: {}", path.display(), io_text(&e)))?;
-    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("join network namespace {}: {}", path.display(), errno_text(e)))
+    let ns = std::fs::File::open(path)
+        .map_err(|e| format!("open network namespace {}: {}", path.display(), io_text(&e)))?;
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+        format!(
+            "join network namespace {}: {}",
+            path.display(),
+            errno_text(e)
+        )
+    })
 }
 
 /// overlayfs with the image's layers under a private upper dir. The mount data is one page,
@@ -85,15 +98,23 @@ fn mount_overlay(cfg: &ShimConfig) -> Result<(), String> {
     if cfg.layers.is_empty() {
         return Err("mount rootfs: the image has no layers".into());
     }
-    let parent = cfg.layers[0].parent().map(Path::to_path_buf).unwrap_or_default();
-    let shared = cfg.layers.iter().all(|l| l.parent() == Some(parent.as_path()));
+    let parent = cfg.layers[0]
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let shared = cfg
+        .layers
+        .iter()
+        .all(|l| l.parent() == Some(parent.as_path()));
     let lower: Vec<String> = cfg
         .layers
         .iter()
         .rev() // overlay lists the top layer first
         .map(|l| {
             if shared {
-                l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                l.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             } else {
                 l.display().to_string()
             }
@@ -116,18 +137,38 @@ fn mount_overlay(cfg: &ShimConfig) -> Result<(), String> {
     if shared {
         chdir(&parent).map_err(|e| format!("chdir {}: {}", parent.display(), errno_text(e)))?;
     }
-    mount(Some("overlay"), &cfg.rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|e| format!("mount overlay on {}: {}", cfg.rootfs.display(), errno_text(e)))
+    mount(
+        Some("overlay"),
+        &cfg.rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        format!(
+            "mount overlay on {}: {}",
+            cfg.rootfs.display(),
+            errno_text(e)
+        )
+    })
 }
 
 /// `pivot_root(".", ".")` as runc does: no temporary dir inside the image is needed, and the
 /// old root is detached right away.
 fn enter_root(rootfs: &Path) -> Result<(), String> {
     chdir(rootfs).map_err(|e| format!("chdir {}: {}", rootfs.display(), errno_text(e)))?;
-    pivot_root(".", ".").map_err(|e| format!("pivot_root {}: {}", rootfs.display(), errno_text(e)))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| format!("make old root a slave: {}", errno_text(e)))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {}", errno_text(e)))?;
+    pivot_root(".", ".")
+        .map_err(|e| format!("pivot_root {}: {}", rootfs.display(), errno_text(e)))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make old root a slave: {}", errno_text(e)))?;
+    umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| format!("detach old root: {}", errno_text(e)))?;
     chdir("/").map_err(|e| format!("chdir /: {}", errno_text(e)))
 }
 
@@ -137,14 +178,26 @@ fn mount_point(path: &str) -> Result<(), String> {
     std::fs::create_dir_all(path).map_err(|e| format!("mkdir {path}: {}", io_text(&e)))
 }
 
-fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<(), String> {
+fn mount_fs(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
     mount_point(target)?;
     mount(Some(source), target, Some(fstype), flags, data)
         .map_err(|e| format!("mount {fstype} on {target}: {}", errno_text(e)))
 }
 
 fn mount_proc() -> Result<(), String> {
-    mount_fs("proc", "/proc", "proc", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)
+    mount_fs(
+        "proc",
+        "/proc",
+        "proc",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
 }
 
 fn mount_sys() -> Result<(), String> {
@@ -162,10 +215,22 @@ fn mount_dev() -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
         let path = format!("/dev/{name}");
-        mknod(path.as_str(), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-            .map_err(|e| format!("mknod {path}: {}", errno_text(e)))?;
+        mknod(
+            path.as_str(),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| format!("mknod {path}: {}", errno_text(e)))?;
         // mknod applies the umask; the nodes must be world-usable as on any Linux host.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
             .map_err(|e| format!("chmod {path}: {}", io_text(&e)))?;
@@ -215,12 +280,16 @@ fn find_executable(cfg: &ShimConfig) -> Result<PathBuf, String> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(name);
-        let is_file = std::fs::metadata(&candidate).map(|m| m.is_file()).unwrap_or(false);
+        let is_file = std::fs::metadata(&candidate)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
         if is_file && access(&candidate, AccessFlags::X_OK).is_ok() {
             return Ok(candidate);
         }
     }
-    Err(format!("exec: {name:?}: executable file not found in $PATH"))
+    Err(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    ))
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<CString>, String> {
@@ -238,11 +307,16 @@ fn exec(cfg: &ShimConfig, home: &str) -> Result<Infallible, String> {
     let argv = cstrings(cfg.args.iter().map(String::as_str), "argument")?;
     let home_var = format!("HOME={}", if home.is_empty() { "/" } else { home });
     let has_home = cfg.env.iter().any(|kv| kv.starts_with("HOME="));
-    let env = cfg.env.iter().map(String::as_str).chain((!has_home).then_some(home_var.as_str()));
+    let env = cfg
+        .env
+        .iter()
+        .map(String::as_str)
+        .chain((!has_home).then_some(home_var.as_str()));
     let envp = cstrings(env, "env entry")?;
     // The error pipe is O_CLOEXEC and must stay open until the exec succeeds; every other fd
     // above stderr is marked close-on-exec too.
-    sys::process::cloexec_from(3).map_err(|e| format!("mark fds close-on-exec: {}", io_text(&e)))?;
+    sys::process::cloexec_from(3)
+        .map_err(|e| format!("mark fds close-on-exec: {}", io_text(&e)))?;
     match execve(&path, &argv, &envp) {
         Err(e) => Err(format!("exec {}: {}", program.display(), errno_text(e))),
         Ok(never) => match never {},
@@ -257,7 +331,10 @@ fn etc_file_mounts(files: &[(PathBuf, String)]) -> Vec<mounts::MountConfig> {
         .map(|(host, target)| mounts::MountConfig {
             destination: PathBuf::from(target),
             read_only: false,
-            source: mounts::MountSource::Bind { path: host.clone(), populate: None },
+            source: mounts::MountSource::Bind {
+                path: host.clone(),
+                populate: None,
+            },
         })
         .collect()
 }

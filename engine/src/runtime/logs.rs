@@ -24,7 +24,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { max_size: 10 * 1024 * 1024, max_files: 3 }
+        LogConfig {
+            max_size: 10 * 1024 * 1024,
+            max_files: 3,
+        }
     }
 }
 
@@ -62,7 +65,12 @@ impl LogWriter {
     pub fn open(path: &Path, cfg: LogConfig) -> io::Result<LogWriter> {
         let file = open_append(path)?;
         let size = file.metadata()?.len();
-        Ok(LogWriter { path: path.to_path_buf(), cfg, file, size })
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            cfg,
+            file,
+            size,
+        })
     }
 
     /// Writes one record for `text` (a line with its `\n`, or a part of a long line).
@@ -103,7 +111,12 @@ impl LogWriter {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Splits what a stream delivers into records: at newlines, and at [`MAX_RECORD`] bytes.
@@ -193,19 +206,32 @@ mod tests {
         b.push(b"one\ntw", &mut |r| out.push(r.to_vec()));
         b.push(b"o\nthree", &mut |r| out.push(r.to_vec()));
         b.finish(&mut |r| out.push(r.to_vec()));
-        assert_eq!(out, vec![b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            out,
+            vec![b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]
+        );
         out.clear();
         let long = vec![b'x'; MAX_RECORD * 2 + 10];
         b.push(&long, &mut |r| out.push(r.to_vec()));
         b.push(b"\n", &mut |r| out.push(r.to_vec()));
-        assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), vec![MAX_RECORD, MAX_RECORD, 11]);
+        assert_eq!(
+            out.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![MAX_RECORD, MAX_RECORD, 11]
+        );
     }
 
     #[test]
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("container.log");
-        let mut w = LogWriter::open(&path, LogConfig { max_size: 200, max_files: 3 }).unwrap();
+        let mut w = LogWriter::open(
+            &path,
+            LogConfig {
+                max_size: 200,
+                max_files: 3,
+            },
+        )
+        .unwrap();
         for i in 0..20 {
             w.write("stdout", format!("line {i}\n").as_bytes()).unwrap();
         }
@@ -217,6 +243,9 @@ mod tests {
         }
         let last = std::fs::read_to_string(&path).unwrap();
         let rec: LogRecord = serde_json::from_str(last.lines().last().unwrap()).unwrap();
-        assert_eq!((rec.log.as_str(), rec.stream.as_str()), ("line 19\n", "stdout"));
+        assert_eq!(
+            (rec.log.as_str(), rec.stream.as_str()),
+            ("line 19\n", "stdout")
+        );
     }
 }

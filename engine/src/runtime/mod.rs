@@ -29,11 +29,20 @@ pub use watch::ShimWatch;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cgroup for container {id}: {message}")]
     Cgroup { id: String, message: String },
-    #[error("start shim {exe}: {source} (hint: the agent must be able to re-execute its own binary)")]
-    SpawnShim { exe: PathBuf, source: std::io::Error },
+    #[error(
+        "start shim {exe}: {source} (hint: the agent must be able to re-execute its own binary)"
+    )]
+    SpawnShim {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Setup(String),
     #[error("shim for container {id} exited without reporting (see {log})")]
@@ -42,8 +51,15 @@ pub enum RuntimeError {
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
-    move |source| RuntimeError::Io { op, path: path.to_path_buf(), source }
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
+    move |source| RuntimeError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One container to start.
@@ -85,7 +101,12 @@ pub struct Runtime {
 impl Runtime {
     /// `exe` is the berth binary that provides `berth shim`.
     pub fn new(state_dir: &Path, run_dir: &Path, cgroups: CgroupManager, exe: PathBuf) -> Runtime {
-        Runtime { state_dir: state_dir.to_path_buf(), run_dir: run_dir.to_path_buf(), cgroups, exe }
+        Runtime {
+            state_dir: state_dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            cgroups,
+            exe,
+        }
     }
 
     pub fn cgroups(&self) -> &CgroupManager {
@@ -107,7 +128,9 @@ impl Runtime {
     }
 
     pub fn exit_record(&self, id: &str) -> Option<ExitRecord> {
-        ExitRecord::read(&self.bundle_dir(id).join("exit.json")).ok().flatten()
+        ExitRecord::read(&self.bundle_dir(id).join("exit.json"))
+            .ok()
+            .flatten()
     }
 
     /// Creates the container's dirs and cgroup, then starts its shim and waits until the
@@ -115,7 +138,12 @@ impl Runtime {
     pub async fn start(&self, req: ContainerRequest<'_>) -> Result<Started> {
         let dir = self.container_dir(req.id);
         let bundle = self.bundle_dir(req.id);
-        for d in [dir.join("upper"), dir.join("work"), dir.join("rootfs"), bundle.clone()] {
+        for d in [
+            dir.join("upper"),
+            dir.join("work"),
+            dir.join("rootfs"),
+            bundle.clone(),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_err("create dir", &d))?;
         }
         let exit_path = bundle.join("exit.json");
@@ -131,10 +159,13 @@ impl Runtime {
                 tracing::debug!(id = req.id, errors = ?errs, "remove previous cgroup");
             }
         }
-        let cgroup = self
-            .cgroups
-            .create(req.id, &req.limits)
-            .map_err(|e| RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() })?;
+        let cgroup =
+            self.cgroups
+                .create(req.id, &req.limits)
+                .map_err(|e| RuntimeError::Cgroup {
+                    id: req.id.to_string(),
+                    message: e.to_string(),
+                })?;
         if !req.unmasked {
             let mut rules = crate::cgroups::default_device_rules();
             for d in &req.devices {
@@ -142,7 +173,10 @@ impl Runtime {
             }
             cgroup
                 .set_devices(&rules)
-                .map_err(|e| RuntimeError::Cgroup { id: req.id.to_string(), message: e.to_string() })?;
+                .map_err(|e| RuntimeError::Cgroup {
+                    id: req.id.to_string(),
+                    message: e.to_string(),
+                })?;
         }
         let cfg = ShimConfig {
             id: req.id.to_string(),
@@ -162,13 +196,25 @@ impl Runtime {
             log: req.log,
             mounts: req.mounts,
             devices: req.devices,
-            masked_paths: if req.unmasked { vec![] } else { mounts::MASKED_PATHS.iter().map(|p| p.to_string()).collect() },
-            readonly_paths: if req.unmasked { vec![] } else { mounts::READONLY_PATHS.iter().map(|p| p.to_string()).collect() },
+            masked_paths: if req.unmasked {
+                vec![]
+            } else {
+                mounts::MASKED_PATHS.iter().map(|p| p.to_string()).collect()
+            },
+            readonly_paths: if req.unmasked {
+                vec![]
+            } else {
+                mounts::READONLY_PATHS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            },
             readonly_rootfs: req.readonly_rootfs,
             security: req.security,
         };
         // Read once by the shim, right away; rewritten on every start: no fsync needed.
-        let json = serde_json::to_vec(&cfg).map_err(|e| RuntimeError::Setup(format!("encode shim config: {e}")))?;
+        let json = serde_json::to_vec(&cfg)
+            .map_err(|e| RuntimeError::Setup(format!("encode shim config: {e}")))?;
         let cfg_path = bundle.join(ShimConfig::FILE);
         std::fs::write(&cfg_path, json).map_err(io_err("write shim config", &cfg_path))?;
 
@@ -188,7 +234,10 @@ impl Runtime {
             .process_group(0)
             .kill_on_drop(false)
             .spawn()
-            .map_err(|source| RuntimeError::SpawnShim { exe: self.exe.clone(), source })?;
+            .map_err(|source| RuntimeError::SpawnShim {
+                exe: self.exe.clone(),
+                source,
+            })?;
         let shim_pid = child.id().unwrap_or(0) as i32;
         let shim_start_time = crate::sys::process::start_time(shim_pid).unwrap_or(0);
 
@@ -198,8 +247,16 @@ impl Runtime {
             let _ = reader.read_line(&mut line).await;
         }
         let line = line.trim_end();
-        if let Some(pid) = line.strip_prefix("started ").and_then(|p| p.parse::<i32>().ok()) {
-            return Ok(Started { shim_pid, shim_start_time, init_pid: pid, watch: ShimWatch::Child(child) });
+        if let Some(pid) = line
+            .strip_prefix("started ")
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            return Ok(Started {
+                shim_pid,
+                shim_start_time,
+                init_pid: pid,
+                watch: ShimWatch::Child(child),
+            });
         }
         let _ = child.wait().await;
         if let Err(errs) = cgroup.remove() {
@@ -207,7 +264,10 @@ impl Runtime {
         }
         match line.strip_prefix("error ") {
             Some(msg) => Err(RuntimeError::Setup(msg.to_string())),
-            None => Err(RuntimeError::ShimSilent { id: req.id.to_string(), log: shim_log }),
+            None => Err(RuntimeError::ShimSilent {
+                id: req.id.to_string(),
+                log: shim_log,
+            }),
         }
     }
 
@@ -215,9 +275,14 @@ impl Runtime {
     /// end, then kills whatever is left in its cgroup.
     pub async fn stop(&self, id: &str, init_pid: i32, signal: i32, timeout: Duration) {
         let cgroup = self.cgroups.open(id);
-        let running = |cg: &crate::cgroups::Cgroup| cg.pids().map(|p| !p.is_empty()).unwrap_or(false);
+        let running =
+            |cg: &crate::cgroups::Cgroup| cg.pids().map(|p| !p.is_empty()).unwrap_or(false);
         // Only signal the pid while it is still in this container's cgroup: never a recycled pid.
-        if cgroup.pids().map(|p| p.contains(&init_pid)).unwrap_or(false) {
+        if cgroup
+            .pids()
+            .map(|p| p.contains(&init_pid))
+            .unwrap_or(false)
+        {
             if let Ok(sig) = Signal::try_from(signal) {
                 let _ = kill(Pid::from_raw(init_pid), sig);
             }

@@ -34,7 +34,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Docker's read-only paths.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,8 +57,13 @@ pub enum MountSource {
     /// A host file or directory, bound. `populate`: a marker file; while it does not exist
     /// and the source dir is empty, the image's content at the destination is copied in
     /// first (a new named volume, as Docker does), then the marker is written.
-    Bind { path: PathBuf, populate: Option<PathBuf> },
-    Tmpfs { size: Option<u64> },
+    Bind {
+        path: PathBuf,
+        populate: Option<PathBuf>,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +78,24 @@ pub struct DeviceConfig {
 
 /// The device cgroup rule for a host device node.
 pub fn device_rule(d: &DeviceConfig) -> Result<crate::cgroups::DeviceRule, String> {
-    let meta = std::fs::metadata(&d.host_path).map_err(|e| format!("device {}: {}", d.host_path.display(), io_text(&e)))?;
+    let meta = std::fs::metadata(&d.host_path)
+        .map_err(|e| format!("device {}: {}", d.host_path.display(), io_text(&e)))?;
     let kind = if meta.file_type().is_char_device() {
         'c'
     } else if meta.file_type().is_block_device() {
         'b'
     } else {
-        return Err(format!("device {}: not a character or block device", d.host_path.display()));
+        return Err(format!(
+            "device {}: not a character or block device",
+            d.host_path.display()
+        ));
     };
-    Ok(crate::cgroups::DeviceRule::new(kind, Some(major(meta.rdev())), Some(minor(meta.rdev())), &d.permissions))
+    Ok(crate::cgroups::DeviceRule::new(
+        kind,
+        Some(major(meta.rdev())),
+        Some(minor(meta.rdev())),
+        &d.permissions,
+    ))
 }
 
 /// What must be taken from the host before `pivot_root`: the device nodes' numbers.
@@ -85,7 +105,10 @@ pub struct Prepared {
 
 fn ensure_absolute(p: &Path) -> Result<(), String> {
     if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("mount destination {} must be absolute, without '..'", p.display()));
+        return Err(format!(
+            "mount destination {} must be absolute, without '..'",
+            p.display()
+        ));
     }
     Ok(())
 }
@@ -93,7 +116,11 @@ fn ensure_absolute(p: &Path) -> Result<(), String> {
 /// Mounts volumes, host paths and tmpfs into `rootfs` (still on the host side, before
 /// `pivot_root`: a bind source must be in the caller's mount namespace), and reads every
 /// device node. Every target is created and resolved beneath `rootfs` through fds.
-pub fn prepare(mounts: &[MountConfig], devices: &[DeviceConfig], rootfs: &Path) -> Result<Prepared, String> {
+pub fn prepare(
+    mounts: &[MountConfig],
+    devices: &[DeviceConfig],
+    rootfs: &Path,
+) -> Result<Prepared, String> {
     let root: OwnedFd = std::fs::File::open(rootfs)
         .map_err(|e| format!("open rootfs {}: {}", rootfs.display(), io_text(&e)))?
         .into();
@@ -111,9 +138,17 @@ pub fn prepare(mounts: &[MountConfig], devices: &[DeviceConfig], rootfs: &Path) 
         } else if meta.file_type().is_block_device() {
             SFlag::S_IFBLK
         } else {
-            return Err(format!("device {}: not a character or block device", d.host_path.display()));
+            return Err(format!(
+                "device {}: not a character or block device",
+                d.host_path.display()
+            ));
         };
-        devs.push((d.path.clone(), kind, meta.rdev(), meta.permissions().mode() & 0o7777));
+        devs.push((
+            d.path.clone(),
+            kind,
+            meta.rdev(),
+            meta.permissions().mode() & 0o7777,
+        ));
     }
     Ok(Prepared { devices: devs })
 }
@@ -129,8 +164,21 @@ fn mount_one(root: &OwnedFd, rootfs: &Path, m: &MountConfig) -> Result<(), Strin
                 .map_err(|e| format!("mount source {}: {}", path.display(), io_text(&e)))?
                 .is_dir();
             let t = make_target(root, dest, is_dir)?;
-            mount(Some(path.as_path()), fd_path(&t).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| format!("bind {} on {}: {}", path.display(), dest.display(), errno_text(e)))?;
+            mount(
+                Some(path.as_path()),
+                fd_path(&t).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                format!(
+                    "bind {} on {}: {}",
+                    path.display(),
+                    dest.display(),
+                    errno_text(e)
+                )
+            })?;
             if m.read_only {
                 // Reopened: the fd from before the mount still names the dir underneath it.
                 let t = open_in_root(root, dest, libc::O_PATH)
@@ -148,8 +196,14 @@ fn mount_one(root: &OwnedFd, rootfs: &Path, m: &MountConfig) -> Result<(), Strin
             if m.read_only {
                 flags |= MsFlags::MS_RDONLY;
             }
-            mount(Some("tmpfs"), fd_path(&t).as_str(), Some("tmpfs"), flags, Some(data.as_str()))
-                .map_err(|e| format!("mount tmpfs on {}: {}", dest.display(), errno_text(e)))?;
+            mount(
+                Some("tmpfs"),
+                fd_path(&t).as_str(),
+                Some("tmpfs"),
+                flags,
+                Some(data.as_str()),
+            )
+            .map_err(|e| format!("mount tmpfs on {}: {}", dest.display(), errno_text(e)))?;
         }
     }
     Ok(())
@@ -209,11 +263,17 @@ fn populate_volume(data: &Path, marker: &Path, rootfs: &Path, dest: &Path) -> Re
             .into();
         // Resolved inside the image's root: a symlink in the image cannot make us copy host files.
         if let Ok(src) = open_in_root(&root, dest, libc::O_RDONLY | libc::O_DIRECTORY) {
-            copy_tree(&PathBuf::from(fd_path(&src)), data)
-                .map_err(|e| format!("fill volume {} from the image's {}: {e}", data.display(), dest.display()))?;
+            copy_tree(&PathBuf::from(fd_path(&src)), data).map_err(|e| {
+                format!(
+                    "fill volume {} from the image's {}: {e}",
+                    data.display(),
+                    dest.display()
+                )
+            })?;
         }
     }
-    std::fs::write(marker, b"").map_err(|e| format!("mark volume {}: {}", data.display(), io_text(&e)))
+    std::fs::write(marker, b"")
+        .map_err(|e| format!("mark volume {}: {}", data.display(), io_text(&e)))
 }
 
 /// Copies a tree with modes, owners and symlinks (never following them).
@@ -234,7 +294,10 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             continue; // sockets, fifos, devices are not volume content
         }
         if !ft.is_symlink() {
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777))?;
+            std::fs::set_permissions(
+                &dst,
+                std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+            )?;
         }
         std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()))?;
     }
@@ -242,24 +305,38 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 fn root_fd() -> Result<OwnedFd, String> {
-    std::fs::File::open("/").map(OwnedFd::from).map_err(|e| format!("open /: {}", io_text(&e)))
+    std::fs::File::open("/")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open /: {}", io_text(&e)))
 }
 
 fn remount_readonly(fd: &OwnedFd, dest: &Path) -> Result<(), String> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    mount(None::<&str>, fd_path(fd).as_str(), None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("make {} read-only: {}", dest.display(), errno_text(e)))
+    mount(
+        None::<&str>,
+        fd_path(fd).as_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make {} read-only: {}", dest.display(), errno_text(e)))
 }
 
 /// The listed device nodes, inside the new root (after `pivot_root` and `/dev`).
 pub fn make_devices(prepared: &Prepared) -> Result<(), String> {
     for (path, kind, rdev, mode) in &prepared.devices {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {}", parent.display(), io_text(&e)))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {}", parent.display(), io_text(&e)))?;
         }
         let _ = std::fs::remove_file(path);
-        mknod(path, *kind, Mode::from_bits_truncate(*mode), makedev(major(*rdev), minor(*rdev)))
-            .map_err(|e| format!("mknod {}: {}", path.display(), errno_text(e)))?;
+        mknod(
+            path,
+            *kind,
+            Mode::from_bits_truncate(*mode),
+            makedev(major(*rdev), minor(*rdev)),
+        )
+        .map_err(|e| format!("mknod {}: {}", path.display(), errno_text(e)))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
             .map_err(|e| format!("chmod {}: {}", path.display(), io_text(&e)))?;
     }
@@ -272,21 +349,46 @@ pub fn harden(masked: &[String], readonly: &[String]) -> Result<(), String> {
     let root = root_fd()?;
     for p in masked {
         let p = Path::new(p);
-        let Ok(fd) = open_in_root(&root, p, libc::O_PATH) else { continue };
-        let is_dir = std::fs::metadata(fd_path(&fd)).map(|m| m.is_dir()).unwrap_or(false);
+        let Ok(fd) = open_in_root(&root, p, libc::O_PATH) else {
+            continue;
+        };
+        let is_dir = std::fs::metadata(fd_path(&fd))
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
         let result = if is_dir {
-            mount(Some("tmpfs"), fd_path(&fd).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+            mount(
+                Some("tmpfs"),
+                fd_path(&fd).as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0"),
+            )
         } else {
-            mount(Some("/dev/null"), fd_path(&fd).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(
+                Some("/dev/null"),
+                fd_path(&fd).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
         };
         result.map_err(|e| format!("mask {}: {}", p.display(), errno_text(e)))?;
     }
     for p in readonly {
         let p = Path::new(p);
-        let Ok(fd) = open_in_root(&root, p, libc::O_PATH) else { continue };
-        mount(Some(fd_path(&fd).as_str()), fd_path(&fd).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| format!("bind {} read-only: {}", p.display(), errno_text(e)))?;
-        let fd = open_in_root(&root, p, libc::O_PATH).map_err(|e| format!("open {}: {}", p.display(), io_text(&e)))?;
+        let Ok(fd) = open_in_root(&root, p, libc::O_PATH) else {
+            continue;
+        };
+        mount(
+            Some(fd_path(&fd).as_str()),
+            fd_path(&fd).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind {} read-only: {}", p.display(), errno_text(e)))?;
+        let fd = open_in_root(&root, p, libc::O_PATH)
+            .map_err(|e| format!("open {}: {}", p.display(), io_text(&e)))?;
         remount_readonly(&fd, p)?;
     }
     Ok(())
@@ -294,6 +396,12 @@ pub fn harden(masked: &[String], readonly: &[String]) -> Result<(), String> {
 
 /// `readOnlyRootFilesystem`: the root becomes read-only; the mounts on it keep their own mode.
 pub fn readonly_root() -> Result<(), String> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
-        .map_err(|e| format!("make the root filesystem read-only: {}", errno_text(e)))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make the root filesystem read-only: {}", errno_text(e)))
 }

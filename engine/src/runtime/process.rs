@@ -17,7 +17,12 @@ static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
 
 impl Default for ProcessOverrides<'_> {
     fn default() -> Self {
-        ProcessOverrides { command: None, args: None, env: &NO_ENV, working_dir: None }
+        ProcessOverrides {
+            command: None,
+            args: None,
+            env: &NO_ENV,
+            working_dir: None,
+        }
     }
 }
 
@@ -45,7 +50,10 @@ pub enum ProcessError {
     RelativeWorkingDir(String),
 }
 
-pub fn resolve(ovr: &ProcessOverrides<'_>, img: &ImageDefaults<'_>) -> Result<ProcessSpec, ProcessError> {
+pub fn resolve(
+    ovr: &ProcessOverrides<'_>,
+    img: &ImageDefaults<'_>,
+) -> Result<ProcessSpec, ProcessError> {
     let (entry, cmd): (&[String], &[String]) = match (ovr.command, ovr.args) {
         (Some(c), Some(a)) => (c, a),
         (Some(c), None) => (c, &[]),
@@ -60,7 +68,11 @@ pub fn resolve(ovr: &ProcessOverrides<'_>, img: &ImageDefaults<'_>) -> Result<Pr
     let mut env: Vec<String> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut put = |kv: String| {
-        let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(&kv).to_string();
+        let key = kv
+            .split_once('=')
+            .map(|(k, _)| k)
+            .unwrap_or(&kv)
+            .to_string();
         match seen.get(&key) {
             Some(&i) => env[i] = kv,
             None => {
@@ -104,8 +116,16 @@ mod tests {
         let (ep, cmd, env) = (v(&["/entry"]), v(&["serve"]), v(&["PATH=/bin", "A=1"]));
         let empty = BTreeMap::new();
         let p = resolve(
-            &ProcessOverrides { env: &empty, ..Default::default() },
-            &ImageDefaults { entrypoint: &ep, cmd: &cmd, env: &env, working_dir: Some("/srv") },
+            &ProcessOverrides {
+                env: &empty,
+                ..Default::default()
+            },
+            &ImageDefaults {
+                entrypoint: &ep,
+                cmd: &cmd,
+                env: &env,
+                working_dir: Some("/srv"),
+            },
         )
         .unwrap();
         assert_eq!(p.args, v(&["/entry", "serve"]));
@@ -117,12 +137,33 @@ mod tests {
     fn command_drops_image_cmd_and_args_replace_cmd() {
         let (ep, cmd) = (v(&["/entry"]), v(&["serve"]));
         let empty = BTreeMap::new();
-        let img = ImageDefaults { entrypoint: &ep, cmd: &cmd, env: &[], working_dir: None };
+        let img = ImageDefaults {
+            entrypoint: &ep,
+            cmd: &cmd,
+            env: &[],
+            working_dir: None,
+        };
         let command = v(&["sh", "-c"]);
-        let p = resolve(&ProcessOverrides { command: Some(&command), env: &empty, ..Default::default() }, &img).unwrap();
+        let p = resolve(
+            &ProcessOverrides {
+                command: Some(&command),
+                env: &empty,
+                ..Default::default()
+            },
+            &img,
+        )
+        .unwrap();
         assert_eq!(p.args, v(&["sh", "-c"]));
         let args = v(&["other"]);
-        let p = resolve(&ProcessOverrides { args: Some(&args), env: &empty, ..Default::default() }, &img).unwrap();
+        let p = resolve(
+            &ProcessOverrides {
+                args: Some(&args),
+                env: &empty,
+                ..Default::default()
+            },
+            &img,
+        )
+        .unwrap();
         assert_eq!(p.args, v(&["/entry", "other"]));
         assert_eq!(p.cwd, "/");
     }
@@ -135,8 +176,16 @@ mod tests {
         m.insert("C".to_string(), "3".to_string());
         let cmd = v(&["sh"]);
         let p = resolve(
-            &ProcessOverrides { env: &m, ..Default::default() },
-            &ImageDefaults { entrypoint: &[], cmd: &cmd, env: &env, working_dir: None },
+            &ProcessOverrides {
+                env: &m,
+                ..Default::default()
+            },
+            &ImageDefaults {
+                entrypoint: &[],
+                cmd: &cmd,
+                env: &env,
+                working_dir: None,
+            },
         )
         .unwrap();
         assert_eq!(p.env, v(&["PATH=/bin", "A=x", "B=2", "C=3"]));
@@ -145,12 +194,25 @@ mod tests {
     #[test]
     fn nothing_to_run_and_relative_dirs_are_errors() {
         let empty = BTreeMap::new();
-        let e = resolve(&ProcessOverrides { env: &empty, ..Default::default() }, &ImageDefaults::default());
+        let e = resolve(
+            &ProcessOverrides {
+                env: &empty,
+                ..Default::default()
+            },
+            &ImageDefaults::default(),
+        );
         assert_eq!(e, Err(ProcessError::NoCommand));
         let cmd = v(&["sh"]);
         let e = resolve(
-            &ProcessOverrides { env: &empty, working_dir: Some("rel"), ..Default::default() },
-            &ImageDefaults { cmd: &cmd, ..Default::default() },
+            &ProcessOverrides {
+                env: &empty,
+                working_dir: Some("rel"),
+                ..Default::default()
+            },
+            &ImageDefaults {
+                cmd: &cmd,
+                ..Default::default()
+            },
         );
         assert_eq!(e, Err(ProcessError::RelativeWorkingDir("rel".into())));
     }

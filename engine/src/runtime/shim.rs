@@ -48,7 +48,12 @@ pub fn main(dir: &Path) -> i32 {
     match run(&cfg) {
         Ok(()) => 0,
         Err(msg) => {
-            let record = ExitRecord { exit_code: 127, signal: None, finished_at: now_unix(), error: Some(msg.clone()) };
+            let record = ExitRecord {
+                exit_code: 127,
+                signal: None,
+                finished_at: now_unix(),
+                error: Some(msg.clone()),
+            };
             if let Err(e) = record.write(&cfg.exit_path) {
                 eprintln!("berth shim: write {}: {e}", cfg.exit_path.display());
             }
@@ -72,10 +77,13 @@ fn run(cfg: &ShimConfig) -> Result<(), String> {
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create error pipe: {e}"))?;
     // The shim holds the container's stdio: it timestamps, frames and rotates the logs.
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create stdout pipe: {e}"))?;
-    let (errout_r, errout_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create stderr pipe: {e}"))?;
+    let (errout_r, errout_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create stderr pipe: {e}"))?;
     let log = LogWriter::open(&cfg.log_path, cfg.log.clone())
         .map_err(|e| format!("open log {}: {e}", cfg.log_path.display()))?;
-    let devnull: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?.into();
+    let devnull: OwnedFd = std::fs::File::open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?
+        .into();
 
     match fork_into_namespaces(namespaces(cfg)).map_err(|e| format!("clone container init: {e}"))? {
         Forked::Child => {
@@ -129,7 +137,8 @@ fn parent(
         }
     }
     let mut sync = std::fs::File::from(sync_w);
-    sync.write_all(b"g").map_err(|e| format!("release container init: {e}"))?;
+    sync.write_all(b"g")
+        .map_err(|e| format!("release container init: {e}"))?;
     drop(sync);
 
     // The error pipe closes on a successful exec (O_CLOEXEC) or carries the failure.
@@ -177,7 +186,11 @@ fn copy_logs(outputs: [OwnedFd; 2], log: &mut LogWriter) {
         let ready: Vec<usize> = {
             let mut polls: Vec<PollFd<'_>> = open
                 .iter()
-                .filter_map(|i| files[*i].as_ref().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)))
+                .filter_map(|i| {
+                    files[*i]
+                        .as_ref()
+                        .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                })
                 .collect();
             match poll(&mut polls, PollTimeout::NONE) {
                 Ok(_) => {}
@@ -214,7 +227,12 @@ fn wait_for(init: Pid) -> ExitRecord {
     loop {
         match waitpid(None, None) {
             Ok(WaitStatus::Exited(p, code)) if p == init => {
-                return ExitRecord { exit_code: code, signal: None, finished_at: now_unix(), error: None };
+                return ExitRecord {
+                    exit_code: code,
+                    signal: None,
+                    finished_at: now_unix(),
+                    error: None,
+                };
             }
             Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
                 return ExitRecord {

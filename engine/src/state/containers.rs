@@ -91,16 +91,28 @@ impl StateDb {
 
     pub fn get_container(&self, name: &str) -> Result<Option<ContainerRecord>> {
         self.with(|conn| {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"), [name], from_row)
-                .optional()
-                .map_err(|source| StateError::Query { op: "get container", source })
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
+                [name],
+                from_row,
+            )
+            .optional()
+            .map_err(|source| StateError::Query {
+                op: "get container",
+                source,
+            })
         })
     }
 
     pub fn list_containers(&self) -> Result<Vec<ContainerRecord>> {
         self.with(|conn| {
-            let q = |source| StateError::Query { op: "list containers", source };
-            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY name")).map_err(q)?;
+            let q = |source| StateError::Query {
+                op: "list containers",
+                source,
+            };
+            let mut stmt = conn
+                .prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY name"))
+                .map_err(q)?;
             let rows = stmt.query_map([], from_row).map_err(q)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(q)
         })
@@ -110,7 +122,10 @@ impl StateDb {
         self.with(|conn| {
             conn.execute("DELETE FROM containers WHERE name = ?1", [name])
                 .map(|_| ())
-                .map_err(|source| StateError::Query { op: "delete container", source })
+                .map_err(|source| StateError::Query {
+                    op: "delete container",
+                    source,
+                })
         })
     }
 }
@@ -156,14 +171,22 @@ mod tests {
         }
         let db = StateDb::open(dir.path()).unwrap();
         let all = db.list_containers().unwrap();
-        assert_eq!(all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["api", "web"]);
+        assert_eq!(
+            all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["api", "web"]
+        );
         let web = db.get_container("web").unwrap().unwrap();
         assert_eq!(web.state, "exited");
         assert_eq!(web.exit_code, Some(3));
         assert_eq!(web.shim_start_time, Some(12345));
         db.delete_container("web").unwrap();
         assert_eq!(db.get_container("web").unwrap(), None);
-        let mode: String = db.with(|c| Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap())).unwrap();
+        let mode: String = db
+            .with(|c| {
+                Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0))
+                    .unwrap())
+            })
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 }

@@ -21,9 +21,15 @@ pub use networks::NetworkRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("open state db {path}: {source} (hint: is another agent using this state dir?)")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("state db {op}: {source}")]
-    Query { op: &'static str, source: rusqlite::Error },
+    Query {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
     #[error("state db was written by a newer berth (schema {found}, this binary knows {known}) (hint: upgrade berth)")]
     TooNew { found: i64, known: i64 },
 }
@@ -40,14 +46,22 @@ impl StateDb {
     /// Opens (creating if needed) `state.db` in `state_dir` and brings its schema up to date.
     pub fn open(state_dir: &Path) -> Result<StateDb> {
         let path = state_dir.join(Self::FILE);
-        let open_err = |source| StateError::Open { path: path.clone(), source };
+        let open_err = |source| StateError::Open {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
         // FULL: a committed transaction survives power loss, not just a process crash.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
         schema::migrate(&conn)?;
-        Ok(StateDb { conn: Mutex::new(conn) })
+        Ok(StateDb {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {

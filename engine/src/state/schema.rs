@@ -66,16 +66,25 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub fn migrate(conn: &Connection) -> Result<()> {
-    let q = |source| StateError::Query { op: "migrate", source };
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(q)?;
+    let q = |source| StateError::Query {
+        op: "migrate",
+        source,
+    };
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(q)?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StateError::TooNew { found: version, known });
+        return Err(StateError::TooNew {
+            found: version,
+            known,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.unchecked_transaction().map_err(q)?;
         tx.execute_batch(sql).map_err(q)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(q)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(q)?;
         tx.commit().map_err(q)?;
     }
     Ok(())

@@ -27,7 +27,12 @@ pub struct Insn {
 }
 
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn { code, regs: (src << 4) | dst, off, imm }
+    Insn {
+        code,
+        regs: (src << 4) | dst,
+        off,
+        imm,
+    }
 }
 
 const LDX_W: u8 = 0x61; // r_dst = *(u32 *)(r_src + off)
@@ -131,11 +136,23 @@ pub fn attach_device_filter(cgroup: &Path, rules: &[DeviceAllow]) -> io::Result<
     };
     // SAFETY: attr points at a valid ProgLoadAttr whose pointers (program, license, log
     // buffer) stay alive for the whole call; the size passed is the struct's.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoadAttr, std::mem::size_of::<ProgLoadAttr>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
     if fd < 0 {
         let err = io::Error::last_os_error();
-        let verifier = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned();
-        return Err(io::Error::new(err.kind(), format!("load device filter: {err} {verifier}")));
+        let verifier =
+            String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)])
+                .into_owned();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("load device filter: {err} {verifier}"),
+        ));
     }
     // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -147,7 +164,14 @@ pub fn attach_device_filter(cgroup: &Path, rules: &[DeviceAllow]) -> io::Result<
         attach_flags: BPF_F_ALLOW_MULTI,
     };
     // SAFETY: attach is a valid ProgAttachAttr naming two open fds, alive for the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttachAttr, std::mem::size_of::<ProgAttachAttr>()) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const ProgAttachAttr,
+            std::mem::size_of::<ProgAttachAttr>(),
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -160,7 +184,12 @@ mod tests {
 
     #[test]
     fn a_rule_block_jumps_past_itself_on_a_mismatch() {
-        let p = device_program(&[DeviceAllow { kind: Some(2), major: Some(1), minor: Some(3), access: 7 }]);
+        let p = device_program(&[DeviceAllow {
+            kind: Some(2),
+            major: Some(1),
+            minor: Some(3),
+            access: 7,
+        }]);
         // 6 loads, then: jne type, mov, and, jne access, jne major, jne minor, r0=1, exit.
         assert_eq!(p.len(), 6 + 8 + 2);
         let offs: Vec<i16> = p[6..14].iter().map(|i| i.off).collect();

@@ -70,6 +70,10 @@ mod tests {
             assert_eq!(s, "in", "{p} escaped the root");
         }
         let err = open_in_root(&root_fd, Path::new("link/passwd"), libc::O_RDONLY).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound, "the host's /etc/passwd was reachable");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::NotFound,
+            "the host's /etc/passwd was reachable"
+        );
     }
 }

@@ -96,7 +96,9 @@ pub fn drop_clean_file_pages() -> io::Result<u64> {
                 // SAFETY: [start, end) is a whole mapping of this process, read-only, file
                 // backed and without private pages; MADV_DONTNEED only drops its resident
                 // pages, which the kernel refaults from the file on access.
-                let r = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+                let r = unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                };
                 if r == 0 {
                     dropped += (end - start) as u64;
                 }
@@ -114,11 +116,16 @@ pub fn drop_clean_file_pages() -> io::Result<u64> {
             let inode = parts.nth(2).unwrap_or("0");
             let path = parts.next().unwrap_or("");
             let candidate = !perms.contains('w') && inode != "0" && path.starts_with('/');
-            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
                 current = Some((start, end, candidate));
             }
         } else if first == "Anonymous:" {
-            anon_kb = parts.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+            anon_kb = parts
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX);
         }
     }
     flush(current.take(), anon_kb);
@@ -138,4 +145,3 @@ mod tests {
         assert!(a > 0, "start time {a}");
     }
 }
-
