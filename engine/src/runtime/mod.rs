@@ -178,9 +178,10 @@ impl Runtime {
                     message: e.to_string(),
                 })?;
         }
+        let layers = self.short_layer_links(req.layers)?;
         let cfg = ShimConfig {
             id: req.id.to_string(),
-            layers: req.layers.to_vec(),
+            layers,
             upper: dir.join("upper"),
             work: dir.join("work"),
             rootfs: dir.join("rootfs"),
@@ -269,6 +270,47 @@ impl Runtime {
                 log: shim_log,
             }),
         }
+    }
+
+    /// overlayfs takes its options in one page, so 64-hex layer dir names fit only ~60
+    /// layers. Like Docker's `l/` dir, each layer gets a short symlink in one directory
+    /// (`<stateDir>/l/<12 hex>`), which the init passes relative to that directory: 13 bytes
+    /// a layer, 300 layers in a page.
+    fn short_layer_links(&self, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let dir = self.state_dir.join("l");
+        std::fs::create_dir_all(&dir).map_err(io_err("create layer links dir", &dir))?;
+        let mut out = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let name = layer
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Grown until unique: a prefix another layer already links to is skipped.
+            let mut len = name.len().min(12);
+            let link = loop {
+                let link = dir.join(&name[..len]);
+                match std::fs::read_link(&link) {
+                    Ok(target) if target == *layer => break link,
+                    Ok(_) if len < name.len() => len += 4.min(name.len() - len),
+                    Ok(_) => {
+                        return Err(RuntimeError::Setup(format!(
+                            "layer link {} is taken",
+                            link.display()
+                        )))
+                    }
+                    Err(_) => {
+                        let tmp = dir.join(format!(".{}.{}", &name[..len], std::process::id()));
+                        let _ = std::fs::remove_file(&tmp);
+                        std::os::unix::fs::symlink(layer, &tmp)
+                            .map_err(io_err("create layer link", &tmp))?;
+                        std::fs::rename(&tmp, &link).map_err(io_err("create layer link", &link))?;
+                        break link;
+                    }
+                }
+            };
+            out.push(link);
+        }
+        Ok(out)
     }
 
     /// Sends `signal` to the container's init, waits up to `timeout` for the container to
