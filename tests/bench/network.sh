@@ -56,6 +56,10 @@ cleanup() {
     echo "$tables_before" | grep -qx "table $t" || nft delete table $t 2>/dev/null
   done
   grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+  # The agent keeps its (now empty) parent cgroup by design; the bench made it, the bench removes it.
+  for d in /sys/fs/cgroup/*/"berth-bench-$$" /sys/fs/cgroup/"berth-bench-$$"; do
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
