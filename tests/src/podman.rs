@@ -92,8 +92,17 @@ network_config_dir = "{t}/networks"
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        for d in cgroup_dirs_with(&self.cgroup_parent) {
-            let _ = std::fs::remove_dir(&d);
+        // conmon leaves its cgroup (`<parent>/conmon`) a moment after `podman rm` returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let dirs = cgroup_dirs_with(&self.cgroup_parent);
+            for d in &dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+            if dirs.is_empty() || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }
