@@ -66,6 +66,11 @@ impl ContainerStatus {
     }
 }
 
+/// The status message of a container whose manifest file does not load.
+fn frozen_message(file: &str, error: &str) -> String {
+    format!("manifest {file} does not load, keeping the last good version: {error}")
+}
+
 /// Live, in-memory additions to the records.
 #[derive(Default)]
 pub struct LiveStatus {
@@ -113,16 +118,12 @@ impl LiveStatus {
             let mut s = ContainerStatus::from_record(r);
             s.pull = live.pulls.get(&r.name).cloned();
             if let Some(error) = live.file_errors.get(&r.source_file) {
-                s.message = Some(format!(
-                    "manifest {} does not load, keeping the last good version: {error}",
-                    r.source_file
-                ));
+                s.message = Some(frozen_message(&r.source_file, error));
             }
             out.insert(r.name.clone(), s);
         }
         for (name, (file, error)) in &live.manifest_errors {
-            let msg =
-                format!("manifest {file} does not load, keeping the last good version: {error}");
+            let msg = frozen_message(file, error);
             match out.get_mut(name) {
                 Some(s) => s.message = Some(msg),
                 None => {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
-    let body = super::ps::get(addr, "/v1/images")?;
+    let body = super::client::get(addr, "/v1/images")?;
     if json {
         println!("{body}");
         return Ok(());

@@ -1,10 +1,7 @@
 //! `berth logs [-f] [--tail N] [-t] NAME`: a container's output, from the running agent.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
-use anyhow::{bail, Context};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 
 pub struct LogsArgs {
     pub name: String,
@@ -21,25 +18,7 @@ pub fn run(addr: SocketAddr, args: &LogsArgs) -> anyhow::Result<()> {
     if args.follow {
         path.push_str("follow=1");
     }
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| {
-        format!("connect to the berth agent at {addr} (hint: is `berth agent` running? see --addr)")
-    })?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut reader = BufReader::new(s);
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    let code = status.split_whitespace().nth(1).unwrap_or("").to_string();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
-            break;
-        }
-    }
-    if code != "200" {
-        let mut body = String::new();
-        let _ = std::io::Read::read_to_string(&mut reader, &mut body);
-        bail!("logs of {}: HTTP {code}: {}", args.name, body.trim());
-    }
+    let reader = super::client::open(addr, &path, None)?;
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     for line in reader.lines() {
         let line = line?;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use berth_engine::state::ContainerRecord;
 use berth_spec::LoadResult;
 
-use super::ps::get;
+use super::client::get;
 use crate::api::plan::AgentState;
 use crate::reconcile::last_good::decode_all;
 use crate::reconcile::now_unix;

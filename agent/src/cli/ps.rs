@@ -1,35 +1,10 @@
 //! `berth ps`: the running agent's containers, as a table, from `GET /v1/containers`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-/// A plain HTTP/1.0 GET to the agent's loopback API; enough for a CLI and no client stack.
-pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| {
-        format!(
-            "connect to the berth agent at {addr} (hint: is `berth agent` running? see --listen)"
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)
-        .with_context(|| format!("read response from {addr}"))?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        bail!("GET {path}: HTTP {status}: {body}");
-    }
-    Ok(body.to_string())
-}
+use super::client::get;
 
 pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
     let body = get(addr, "/v1/containers")?;

@@ -266,11 +266,10 @@ impl Reconciler {
 
     /// Stops whatever still runs of a recorded container and removes its host objects.
     async fn stop_and_remove(&self, old: &ContainerRecord) -> Result<(), String> {
-        let spec: Option<ContainerSpec> = serde_json::from_str(&old.spec_json).ok();
-        let (signal, timeout) = match &spec {
-            Some(s) => (s.stop_signal.number(), s.stop_timeout.get()),
-            None => (libc_sigterm(), Duration::from_secs(10)),
-        };
+        // A record from an older format still stops with the manifest defaults.
+        let spec: ContainerSpec = serde_json::from_str(&old.spec_json)
+            .unwrap_or_else(|_| ContainerSpec::new(old.image.clone()));
+        let (signal, timeout) = (spec.stop_signal.number(), spec.stop_timeout.get());
         self.runtime
             .stop(&old.id, old.init_pid.unwrap_or(0), signal, timeout)
             .await;
@@ -329,10 +328,6 @@ impl Reconciler {
         tracing::info!(container = %d.name, image = %image.reference, digest = %image.digest, "image ready");
         Ok(image)
     }
-}
-
-fn libc_sigterm() -> i32 {
-    berth_spec::Signal::default().number()
 }
 
 fn limits(spec: &ContainerSpec) -> Limits {

@@ -83,8 +83,9 @@ impl ShimConfig {
         })
     }
 
+    /// Written for every start and read once by the shim right away: no fsync needed.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::runtime::atomic::write_file(&dir.join(Self::FILE), &json)
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(Self::FILE), json)
     }
 }

@@ -213,11 +213,8 @@ impl Runtime {
             readonly_rootfs: req.readonly_rootfs,
             security: req.security,
         };
-        // Read once by the shim, right away; rewritten on every start: no fsync needed.
-        let json = serde_json::to_vec(&cfg)
-            .map_err(|e| RuntimeError::Setup(format!("encode shim config: {e}")))?;
-        let cfg_path = bundle.join(ShimConfig::FILE);
-        std::fs::write(&cfg_path, json).map_err(io_err("write shim config", &cfg_path))?;
+        cfg.write(&bundle)
+            .map_err(io_err("write shim config", &bundle))?;
 
         let shim_log = bundle.join("shim.log");
         let stderr = std::fs::OpenOptions::new()
