@@ -2,12 +2,14 @@
 //! target, so engines can be compared side by side (`tests/bench/network.sh` runs it against
 //! a berth container and a `podman run -p` container serving the same files).
 //!
-//! usage: netbench [--seconds N] [--connections-threads N] LABEL=127.0.0.1:PORT...
+//! usage: netbench [--seconds N] [--rounds N] [--connection-threads N] LABEL=127.0.0.1:PORT...
 //!
 //! Each target must serve `/big` (a large file) and `/small` over HTTP/1.0 (busybox httpd
-//! does). Throughput: one connection after another downloading `/big` for N seconds.
-//! Connection rate: threads doing connect, `GET /small`, read to the end, close, for N
-//! seconds. Only loopback targets are accepted; every loop ends at its deadline.
+//! does). Throughput: one connection after another downloading `/big`. Connection rate:
+//! threads doing connect, `GET /small`, read to the end, close. Each target is measured for
+//! N seconds of each in all (default 12), split into rounds (default 6) that alternate which
+//! target goes first, after a discarded warm-up; the median round is printed with the range.
+//! Only loopback targets are accepted; every loop ends at its deadline.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,23 +76,25 @@ fn connections(t: &Target, secs: f64, threads: usize) -> Result<(u64, f64), Stri
     Ok((total, start.elapsed().as_secs_f64()))
 }
 
-fn parse(args: &[String]) -> Result<(u64, usize, Vec<Target>), String> {
-    let (mut secs, mut threads, mut targets) = (5u64, 4usize, Vec::new());
+struct Options {
+    secs: u64,
+    threads: usize,
+    rounds: usize,
+    targets: Vec<Target>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let (mut secs, mut threads, mut rounds, mut targets) = (12u64, 4usize, 6usize, Vec::new());
     let mut it = args.iter();
+    let number = |name: &str, v: Option<&String>| -> Result<u64, String> {
+        v.and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} needs a number"))
+    };
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--seconds" => {
-                secs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--seconds needs a number")?
-            }
-            "--connection-threads" => {
-                threads = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("--connection-threads needs a number")?
-            }
+            "--seconds" => secs = number(a, it.next())?,
+            "--connection-threads" => threads = number(a, it.next())? as usize,
+            "--rounds" => rounds = number(a, it.next())? as usize,
             t => {
                 let (label, addr) = t
                     .split_once('=')
@@ -108,72 +112,135 @@ fn parse(args: &[String]) -> Result<(u64, usize, Vec<Target>), String> {
             }
         }
     }
-    if targets.is_empty() || secs == 0 || secs > 60 || threads == 0 || threads > 64 {
+    if targets.is_empty()
+        || !(1..=600).contains(&secs)
+        || !(1..=64).contains(&threads)
+        || !(1..=100).contains(&rounds)
+    {
         return Err(
-            "usage: netbench [--seconds 1-60] [--connection-threads 1-64] LABEL=127.0.0.1:PORT..."
+            "usage: netbench [--seconds 1-600] [--rounds 1-100] [--connection-threads 1-64] LABEL=127.0.0.1:PORT..."
                 .into(),
         );
     }
-    Ok((secs, threads, targets))
+    Ok(Options {
+        secs,
+        threads,
+        rounds,
+        targets,
+    })
+}
+
+/// One target's figures: per-round rates, in rounds order.
+#[derive(Default)]
+struct Figures {
+    throughput: Vec<f64>,
+    connections: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// One measurement of each kind on `t`: (MiB/s, conn/s).
+fn measure(t: &Target, secs: f64, threads: usize) -> Result<(f64, f64), String> {
+    let (bytes, bt) = throughput(t, secs)?;
+    let (conns, ct) = connections(t, secs, threads)?;
+    Ok((bytes as f64 / bt / (1024.0 * 1024.0), conns as f64 / ct))
 }
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (secs, threads, targets) = match parse(&args) {
+    let opts = match parse(&args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("netbench: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    // Two rounds in A B, B A order, half the time each: neither target always goes first.
-    let mut totals: Vec<Result<[(u64, f64); 2], String>> = vec![Ok([(0, 0.0); 2]); targets.len()];
-    for round in 0..2 {
-        let order: Vec<usize> = if round == 0 {
+    let Options {
+        secs,
+        threads,
+        rounds,
+        targets,
+    } = opts;
+    // Whatever runs first on a freshly started target is slower (cold caches, the engine's own
+    // start-up work still settling): every target gets a discarded warm-up first, then rounds
+    // in A B, B A, A B … order so neither target always goes first, and the median of the
+    // rounds is reported with its spread.
+    let per = secs as f64 / rounds as f64;
+    let mut figures: Vec<Result<Figures, String>> =
+        targets.iter().map(|_| Ok(Figures::default())).collect();
+    // Warm up in reverse order: the target that opens round 0 is the one warmed last.
+    for (t, f) in targets.iter().zip(&mut figures).rev() {
+        if let Err(e) = measure(t, per.min(1.0), threads) {
+            *f = Err(format!("warm-up: {e}"));
+        }
+    }
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
             (0..targets.len()).collect()
         } else {
             (0..targets.len()).rev().collect()
         };
         for i in order {
-            let Ok(acc) = &mut totals[i] else {
+            let Ok(f) = &mut figures[i] else {
                 continue;
             };
-            let t = &targets[i];
-            match (
-                throughput(t, secs as f64 / 2.0),
-                connections(t, secs as f64 / 2.0, threads),
-            ) {
-                (Ok(tp), Ok(cr)) => {
-                    acc[0] = (acc[0].0 + tp.0, acc[0].1 + tp.1);
-                    acc[1] = (acc[1].0 + cr.0, acc[1].1 + cr.1);
+            match measure(&targets[i], per, threads) {
+                Ok((tp, cr)) => {
+                    f.throughput.push(tp);
+                    f.connections.push(cr);
                 }
-                (tp, cr) => {
-                    totals[i] = Err([tp.err(), cr.err()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                }
+                Err(e) => figures[i] = Err(e),
             }
         }
     }
     println!(
-        "{:<10} {:>22} {:>16} {:>24}",
-        "target", "address", "throughput", "connections"
+        "{:<10} {:>22} {:>34} {:>30}",
+        "target", "address", "throughput, median (min-max)", "connections, median (min-max)"
     );
     let mut failed = false;
-    for (t, total) in targets.iter().zip(&totals) {
-        match total {
-            Ok([(bytes, bt), (conns, ct)]) => println!(
-                "{:<10} {:>22} {:>10.1} MiB/s {:>14.0} conn/s ({threads} threads)",
-                t.label,
-                t.addr.to_string(),
-                *bytes as f64 / bt / (1024.0 * 1024.0),
-                *conns as f64 / ct
-            ),
+    for (t, f) in targets.iter().zip(&figures) {
+        match f {
+            Ok(f) => {
+                let ((tl, th), (cl, ch)) = (spread(&f.throughput), spread(&f.connections));
+                println!(
+                    "{:<10} {:>22} {:>10.1} MiB/s ({tl:.0}-{th:.0}) {:>12.0} conn/s ({cl:.0}-{ch:.0})",
+                    t.label,
+                    t.addr.to_string(),
+                    median(&f.throughput),
+                    median(&f.connections),
+                );
+            }
             Err(e) => {
                 failed = true;
                 println!("{:<10} {:>22} failed: {e}", t.label, t.addr.to_string());
+            }
+        }
+    }
+    if let Some(Ok(first)) = figures.first() {
+        for (t, f) in targets.iter().zip(&figures).skip(1) {
+            if let Ok(f) = f {
+                println!(
+                    "{} / {}: throughput {:.2}x, connections {:.2}x ({rounds} rounds of {per:.1} s, {threads} connection threads)",
+                    targets[0].label,
+                    t.label,
+                    median(&first.throughput) / median(&f.throughput),
+                    median(&first.connections) / median(&f.connections),
+                );
             }
         }
     }
