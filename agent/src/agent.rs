@@ -64,12 +64,18 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let last_load = Arc::new(crate::reconcile::last_load::LastLoad::new(
         cfg.manifests.clone(),
     ));
+    let network_manager =
+        berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
     let app = api::router(Arc::new(ApiState {
         db: db.clone(),
         live: live.clone(),
         metrics: metrics.clone(),
         containers_dir: cfg.state_dir.join("containers"),
         last_load: last_load.clone(),
+        usage: Arc::new(crate::usage::Usage {
+            runtime: runtime.clone(),
+            networks: Some(network_manager.clone()),
+        }),
     }))
     .merge(api::images::router(Arc::new(api::images::ImagesApi {
         images: images.clone(),
@@ -89,8 +95,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let _watcher =
         crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
     tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
-    let network_manager =
-        berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
     let mut reconciler = Reconciler::new(
         cfg.manifests.clone(),
         cfg.registries.clone(),

@@ -234,7 +234,7 @@ mod tests {
             content_after < content_before,
             "{content_after} < {content_before}"
         );
-        let text = metrics.render();
+        let text = metrics.render_with(&[]);
         assert!(
             text.contains(&format!(
                 "berth_image_store_bytes{{kind=\"content\"}} {content_after}\n"

@@ -11,6 +11,7 @@ mod metrics;
 mod policy;
 mod reconcile;
 mod status;
+mod usage;
 mod watcher;
 
 use std::io::IsTerminal;
@@ -93,6 +94,17 @@ enum Command {
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Show CPU, memory, pids and network traffic of the running containers (all, or the
+    /// ones named), from the running agent.
+    Stats {
+        names: Vec<String>,
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+        /// Print the API's JSON (`GET /v1/stats`, one sample).
+        #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Print a container's output (stdout and stderr), from the running agent.
     Logs {
         name: String,
@@ -169,6 +181,11 @@ fn main() -> ExitCode {
         }
         Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
         Command::Images { addr, output } => report(cli::images::run(addr, output == "json")),
+        Command::Stats {
+            names,
+            addr,
+            output,
+        } => report(cli::stats::run(addr, &names, output == "json")),
         Command::Logs {
             name,
             follow,

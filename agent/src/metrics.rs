@@ -1,10 +1,13 @@
 //! Prometheus metrics of the agent, served as text at `GET /metrics`.
 
 use berth_engine::images::StoreUsage;
+use berth_engine::network::InterfaceCounters;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::usage::ContainerUsage;
 
 pub struct Metrics {
     registry: Registry,
@@ -136,13 +139,121 @@ impl Metrics {
             .set(gauge(usage.layers_bytes));
     }
 
-    pub fn render(&self) -> String {
+    /// The agent's own metrics, then the usage of each running container.
+    pub fn render_with(&self, usage: &[ContainerUsage]) -> String {
+        let mut families = self.registry.gather();
+        families.extend(usage_registry(usage).gather());
         let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is utf-8")
     }
+}
+
+/// The traffic counters exported per container and interface: (name, help, value).
+type NetCounter = (&'static str, &'static str, fn(&InterfaceCounters) -> u64);
+const NETWORK_COUNTERS: [NetCounter; 8] = [
+    ("receive_bytes", "Bytes received", |c| c.rx_bytes),
+    ("transmit_bytes", "Bytes sent", |c| c.tx_bytes),
+    ("receive_packets", "Packets received", |c| c.rx_packets),
+    ("transmit_packets", "Packets sent", |c| c.tx_packets),
+    ("receive_errors", "Receive errors", |c| c.rx_errors),
+    ("transmit_errors", "Transmit errors", |c| c.tx_errors),
+    (
+        "receive_packets_dropped",
+        "Packets dropped on receive",
+        |c| c.rx_dropped,
+    ),
+    ("transmit_packets_dropped", "Packets dropped on send", |c| {
+        c.tx_dropped
+    }),
+];
+
+/// A registry built for one scrape from the containers' usage: series come and go with the
+/// containers, and every value is the kernel's own counter, not a sample kept by berth.
+fn usage_registry(usage: &[ContainerUsage]) -> Registry {
+    let registry = Registry::new();
+    let cpu = CounterVec::new(
+        Opts::new(
+            "berth_container_cpu_usage_seconds_total",
+            "CPU time the container's processes used.",
+        ),
+        &["container"],
+    )
+    .expect("valid metric");
+    let gauges = [
+        (
+            "berth_container_memory_usage_bytes",
+            "Memory charged to the container, page cache included.",
+        ),
+        (
+            "berth_container_memory_working_set_bytes",
+            "Memory usage minus inactive file pages (what the OOM killer looks at).",
+        ),
+        (
+            "berth_container_pids",
+            "Processes and threads in the container.",
+        ),
+    ]
+    .map(|(name, help)| {
+        IntGaugeVec::new(Opts::new(name, help), &["container"]).expect("valid metric")
+    });
+    let oom = IntCounterVec::new(
+        Opts::new(
+            "berth_container_oom_kills_total",
+            "Processes of the container the OOM killer killed.",
+        ),
+        &["container"],
+    )
+    .expect("valid metric");
+    let network = NETWORK_COUNTERS.map(|(name, help, _)| {
+        IntCounterVec::new(
+            Opts::new(
+                format!("berth_container_network_{name}_total"),
+                format!("{help} on the container's interface."),
+            ),
+            &["container", "interface"],
+        )
+        .expect("valid metric")
+    });
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for u in usage {
+        let name = [u.name.as_str()];
+        let c = &u.cgroup;
+        if let Some(usec) = c.cpu_usage_usec {
+            cpu.with_label_values(&name).inc_by(usec as f64 / 1e6);
+        }
+        for (g, v) in gauges
+            .iter()
+            .zip([c.memory_usage_bytes, c.memory_working_set_bytes, c.pids])
+        {
+            if let Some(v) = v {
+                g.with_label_values(&name).set(gauge(v));
+            }
+        }
+        if let Some(n) = c.oom_kills {
+            oom.with_label_values(&name).inc_by(n);
+        }
+        for iface in u.network.iter().flatten() {
+            let labels = [u.name.as_str(), iface.interface.as_str()];
+            for (metric, (_, _, value)) in network.iter().zip(NETWORK_COUNTERS) {
+                metric.with_label_values(&labels).inc_by(value(iface));
+            }
+        }
+    }
+    let collectors: Vec<Box<dyn prometheus::core::Collector>> = [
+        Box::new(cpu) as Box<dyn prometheus::core::Collector>,
+        Box::new(oom),
+    ]
+    .into_iter()
+    .chain(gauges.into_iter().map(|g| Box::new(g) as Box<_>))
+    .chain(network.into_iter().map(|m| Box::new(m) as Box<_>))
+    .collect();
+    for c in collectors {
+        registry.register(c).expect("metric registered once");
+    }
+    registry
 }
 
 impl Default for Metrics {

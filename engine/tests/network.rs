@@ -451,6 +451,20 @@ async fn bridges_ports_isolation_dns_repair_and_cleanup() {
         "{eth0:?}"
     );
     assert_eq!(counters.len(), 1, "{counters:?}");
+    // Several at once, on one thread; one without a namespace gets its own error.
+    let both = fx
+        .mgr
+        .counters_of(vec!["nosuch-1".into(), "web-1".into()])
+        .await
+        .unwrap();
+    let e = both[0].as_ref().unwrap_err().to_string();
+    assert!(
+        e.starts_with("read traffic counters in ") && e.contains("nosuch-1"),
+        "{e}"
+    );
+    let again = both[1].as_ref().unwrap();
+    assert_eq!(again[0].interface, "eth0");
+    assert!(again[0].rx_bytes >= eth0.rx_bytes, "{again:?} vs {eth0:?}");
 
     // Conflicts: another container on the same port; a host process on a port.
     let e = fx

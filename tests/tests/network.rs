@@ -3,7 +3,8 @@
 //! plays another host; UDP likewise; containers reach each other by name (and stop doing so
 //! when one goes); two networks are isolated; an internal network has no way out; a port
 //! already taken is an error on that container only; an agent restart keeps every address;
-//! and removing the manifests leaves no link, namespace, nftables table or lease.
+//! the traffic shows in the stats API, `/metrics` and `berth stats`; and removing the
+//! manifests leaves no link, namespace, nftables table or lease.
 //!
 //! Debian's busybox has no UDP server applet (its `nc` lacks `-u`), so the UDP endpoint is a
 //! socket the test opens inside the web container's network namespace: the path under test
@@ -245,6 +246,20 @@ fn db_rows(state_dir: &Path, table: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// The 16 counters of `interface` in `/proc/PID/net/dev`: the kernel's view of the network
+/// namespace of process `pid`, read independently of berth.
+fn net_dev(pid: i32, interface: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{interface}:")))
+        .map(|rest| {
+            rest.split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no {interface} in:\n{text}"))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("0.0.0.0:0")
         .unwrap()
@@ -377,6 +392,76 @@ fn ports_names_isolation_restart_and_cleanup() {
         in_netns(&peer.path(), move || udp_ask(peer_udp, "c")),
         Ok("udp:c".into()),
         "udp from the other host"
+    );
+
+    // The traffic shows in web's counters: in the stats API, in /metrics, in `berth stats`,
+    // each between two readings of the kernel's own counters for web's namespace.
+    let before = net_dev(web, "eth0");
+    let stats: Value =
+        serde_json::from_str(&agent.get("/v1/containers/web/stats").unwrap()).unwrap();
+    let metrics = agent.get("/metrics").unwrap();
+    let after = net_dev(web, "eth0");
+    let eth0 = stats["network"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["interface"] == "eth0"))
+        .unwrap_or_else(|| panic!("no eth0 in {stats}"));
+    for (key, i) in [
+        ("rxBytes", 0),
+        ("rxPackets", 1),
+        ("txBytes", 8),
+        ("txPackets", 9),
+    ] {
+        let v = eth0[key].as_u64().unwrap();
+        assert!(
+            before[i] <= v && v <= after[i],
+            "{key} {v} not in {before:?}..{after:?}"
+        );
+    }
+    assert!(
+        before[0] > 1000 && before[8] > 1000,
+        "the requests above moved bytes: {before:?}"
+    );
+    assert!(stats["pids"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["memoryUsageBytes"].as_u64().unwrap() > 0, "{stats}");
+    for (metric, i) in [
+        ("berth_container_network_receive_bytes_total", 0),
+        ("berth_container_network_transmit_bytes_total", 8),
+        ("berth_container_network_receive_packets_total", 1),
+    ] {
+        let series = format!("{metric}{{container=\"web\",interface=\"eth0\"}} ");
+        let v: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
+        assert!(
+            before[i] <= v && v <= after[i],
+            "{metric} {v} not in {before:?}..{after:?}"
+        );
+    }
+    assert!(
+        metrics.contains("berth_container_cpu_usage_seconds_total{container=\"client\"}"),
+        "every running container has usage series:\n{metrics}"
+    );
+    let out = Command::new(berth_tests::agent::berth_bin())
+        .args(["stats", "web", "client", "--addr", &agent.addr.to_string()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "berth stats: {table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains('%') && row.contains(" / "), "{table}");
+    assert_eq!(
+        table.lines().count(),
+        3,
+        "a header, web and client:\n{table}"
     );
 
     // By name on a shared network; not across networks; nothing out of the internal one.

@@ -352,13 +352,8 @@ mod tests {
         let usage = store.usage().await.unwrap();
 
         let api = Arc::new(super::super::ApiState {
-            db: db.clone(),
-            live: Arc::default(),
             metrics,
-            containers_dir: dir.path().join("containers"),
-            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(
-                dir.path().join("manifests"),
-            )),
+            ..super::super::ApiState::for_tests(db.clone(), dir.path())
         });
         let app = super::super::router(api).merge(router(Arc::new(ImagesApi {
             images: store,

@@ -14,11 +14,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_engine::state::StateDb;
+use berth_engine::state::{ContainerRecord, StateDb};
 use serde_json::json;
 
 use crate::metrics::Metrics;
 use crate::status::{ContainerStatus, LiveStatus};
+use crate::usage::{ContainerUsage, Usage};
 
 pub struct ApiState {
     pub db: Arc<StateDb>,
@@ -28,6 +29,8 @@ pub struct ApiState {
     pub containers_dir: PathBuf,
     /// What the reconciler's last pass loaded from the manifest directory.
     pub last_load: Arc<crate::reconcile::last_load::LastLoad>,
+    /// Where the running containers' resource usage is read from.
+    pub usage: Arc<Usage>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -35,6 +38,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/containers", get(list_containers))
         .route("/v1/containers/{name}", get(get_container))
         .route("/v1/containers/{name}/logs", get(logs::get_logs))
+        .route("/v1/containers/{name}/stats", get(get_container_usage))
+        .route("/v1/stats", get(list_usage))
         .route("/v1/manifests", get(manifests::get_manifests))
         .route("/v1/plan", get(plan::get_plan))
         .route("/v1/state", get(plan::get_state))
@@ -42,6 +47,34 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
+}
+
+#[cfg(test)]
+impl ApiState {
+    /// An API over `db` with nothing live, for unit tests: manifests, state and a cgroup v2
+    /// tree (parent `berth`) under `dir`, and no networks.
+    pub(crate) fn for_tests(db: Arc<StateDb>, dir: &std::path::Path) -> ApiState {
+        use berth_engine::cgroups::{CgroupManager, Mode};
+        let cgroups = CgroupManager::with_mode(&dir.join("cgroup"), Mode::V2, "berth");
+        ApiState {
+            db,
+            live: Arc::default(),
+            metrics: Arc::default(),
+            containers_dir: dir.join("containers"),
+            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(
+                dir.join("manifests"),
+            )),
+            usage: Arc::new(Usage {
+                runtime: Arc::new(berth_engine::runtime::Runtime::new(
+                    &dir.join("state"),
+                    &dir.join("run"),
+                    cgroups,
+                    PathBuf::from("/nonexistent/berth"),
+                )),
+                networks: None,
+            }),
+        }
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
@@ -57,15 +90,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
-    let records = state.db.list_containers().map_err(|e| {
+fn records(state: &ApiState) -> Result<Vec<ContainerRecord>, ApiError> {
+    state.db.list_containers().map_err(|e| {
         tracing::error!(error = %e, "read containers for the api");
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "state database unavailable".into(),
         )
-    })?;
-    Ok(state.live.view(&records))
+    })
+}
+
+fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
+    Ok(state.live.view(&records(state)?))
 }
 
 async fn list_containers(
@@ -90,13 +126,65 @@ async fn get_container(
         })
 }
 
+/// The usage of every running container.
+async fn list_usage(
+    State(state): State<Arc<ApiState>>,
+) -> Result<Json<Vec<ContainerUsage>>, ApiError> {
+    let records = records(&state)?;
+    Ok(Json(state.usage.collect(&records).await))
+}
+
+/// The usage of one container: 404 when there is none by that name, 409 when it is not
+/// running (a stopped container uses nothing).
+async fn get_container_usage(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerUsage>, ApiError> {
+    let record = records(&state)?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no container named {name:?}"),
+            )
+        })?;
+    if record.state != "running" {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "container {name:?} is {}, not running: it uses nothing",
+                record.state
+            ),
+        ));
+    }
+    state
+        .usage
+        .collect(&[record])
+        .await
+        .pop()
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the usage of container {name:?} could not be read (it may have just stopped)"
+                ),
+            )
+        })
+}
+
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let usage = match records(&state) {
+        Ok(records) => state.usage.collect(&records).await,
+        Err(_) => Vec::new(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render_with(&usage),
     )
         .into_response()
 }
@@ -132,15 +220,7 @@ mod tests {
             reason: None,
         })
         .unwrap();
-        Arc::new(ApiState {
-            db: Arc::new(db),
-            live: Arc::default(),
-            metrics: Arc::default(),
-            containers_dir: dir.join("containers"),
-            last_load: Arc::new(crate::reconcile::last_load::LastLoad::new(
-                dir.join("manifests"),
-            )),
-        })
+        Arc::new(ApiState::for_tests(Arc::new(db), dir))
     }
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {
@@ -220,5 +300,77 @@ mod tests {
             body.contains("berth_reconcile_duration_seconds_count 1\n"),
             "{body}"
         );
+    }
+
+    /// A cgroup v2 directory for container id `web-1`, as the kernel would fill it.
+    fn fake_cgroup(dir: &std::path::Path) {
+        let cg = dir.join("cgroup/berth/web-1");
+        std::fs::create_dir_all(&cg).unwrap();
+        for (file, text) in [
+            (
+                "cpu.stat",
+                "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n",
+            ),
+            ("memory.current", "8388608\n"),
+            ("memory.stat", "anon 4194304\ninactive_file 1048576\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n"),
+            ("pids.current", "3\n"),
+        ] {
+            std::fs::write(cg.join(file), text).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_of_running_containers_from_their_cgroups() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_cgroup(dir.path());
+        let st = state(dir.path());
+        let app = router(st.clone());
+        let (status, body) = call(app.clone(), "GET", "/v1/containers/web/stats").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let want = json!({
+            "name": "web", "id": "web-1", "cpuUsageUsec": 1500000,
+            "memoryUsageBytes": 8388608, "memoryWorkingSetBytes": 7340032,
+            "pids": 3, "oomKills": 1, "network": null,
+        });
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            want
+        );
+        let (status, body) = call(app.clone(), "GET", "/v1/stats").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            json!([want])
+        );
+
+        let (status, body) = call(app.clone(), "GET", "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "berth_container_cpu_usage_seconds_total{container=\"web\"} 1.5\n",
+            "berth_container_memory_usage_bytes{container=\"web\"} 8388608\n",
+            "berth_container_memory_working_set_bytes{container=\"web\"} 7340032\n",
+            "berth_container_pids{container=\"web\"} 3\n",
+            "berth_container_oom_kills_total{container=\"web\"} 1\n",
+        ] {
+            assert!(body.contains(line), "{line} missing from:\n{body}");
+        }
+
+        // Not running: nothing to report, and said so.
+        let mut rec = st.db.get_container("web").unwrap().unwrap();
+        rec.state = "exited".into();
+        st.db.put_container(&rec).unwrap();
+        let (status, body) = call(app.clone(), "GET", "/v1/containers/web/stats").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            body,
+            r#"{"error":"container \"web\" is exited, not running: it uses nothing"}"#
+        );
+        let (_, body) = call(app.clone(), "GET", "/v1/stats").await;
+        assert_eq!(body, "[]");
+        let (_, body) = call(app.clone(), "GET", "/metrics").await;
+        assert!(!body.contains("berth_container_"), "{body}");
+        let (status, _) = call(app, "GET", "/v1/containers/nope/stats").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -181,11 +181,8 @@ mod tests {
             4,
         );
         let state = ApiState {
-            db: Arc::new(db),
-            live: Arc::default(),
-            metrics: Arc::default(),
-            containers_dir: dir.join("containers"),
             last_load,
+            ..ApiState::for_tests(Arc::new(db), dir)
         };
         (Arc::new(state), record)
     }
@@ -240,11 +237,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (state, _) = setup(dir.path());
         let fresh = Arc::new(ApiState {
-            db: state.db.clone(),
-            live: Arc::default(),
-            metrics: Arc::default(),
-            containers_dir: dir.path().join("containers"),
             last_load: Arc::new(crate::reconcile::last_load::LastLoad::new("/m".into())),
+            ..ApiState::for_tests(state.db.clone(), dir.path())
         });
         for uri in ["/v1/plan", "/v1/manifests"] {
             let (status, v) = get(fresh.clone(), uri).await;

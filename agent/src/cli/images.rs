@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::Value;
 
+use super::units::human_bytes;
+
 pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
     let body = super::client::get(addr, "/v1/images")?;
     if json {
@@ -99,22 +101,6 @@ pub fn table(list: &[Value], now: u64) -> String {
     out
 }
 
-/// Bytes in decimal units, as registries and Docker show image sizes.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// "45 seconds ago", "3 hours ago", …
 fn age(secs: u64) -> String {
     let (n, unit) = match secs {
@@ -153,10 +139,7 @@ oci-layout:/srv/img:1           sha256:cdcdcdcdcdcd   999 B  2 hours ago        
     }
 
     #[test]
-    fn units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1_500), "1.5 kB");
-        assert_eq!(human_bytes(204_800_000), "204.8 MB");
+    fn ages() {
         assert_eq!(age(1), "1 second ago");
         assert_eq!(age(3 * 86_400 + 5), "3 days ago");
     }

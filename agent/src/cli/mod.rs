@@ -6,4 +6,6 @@ pub mod logs;
 pub mod plan;
 pub mod ps;
 pub mod schema;
+pub mod stats;
+mod units;
 pub mod validate;

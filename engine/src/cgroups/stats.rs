@@ -9,6 +9,7 @@ use super::{Cgroup, Mode};
 
 /// Usage counters of one cgroup. A field is `None` when its controller is not there.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// CPU time used by all processes, in microseconds.
     pub cpu_usage_usec: Option<u64>,

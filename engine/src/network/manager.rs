@@ -17,7 +17,8 @@ use ipnet::Ipv4Net;
 use netlink_packet_route::link::MacVlanMode;
 
 use super::config::{mac_for, NetworkConfig};
-use super::netlink::{InterfaceCounters, Netlink};
+use super::counters::{self, InterfaceCounters};
+use super::netlink::Netlink;
 use super::nft::{self, BridgeRules, PortRule, Ruleset};
 use super::sysctl::Sysctl;
 use super::{dns, etc_files, ipam, ports, NetworkError, Result};
@@ -204,15 +205,38 @@ impl NetworkManager {
 
     /// Traffic counters of every interface in the container's network namespace.
     pub async fn counters(&self, id: &str) -> Result<Vec<InterfaceCounters>> {
-        let path = self.inner.cfg.netns_path(id);
+        self.counters_of(vec![id.to_string()])
+            .await?
+            .pop()
+            .expect("one result per id")
+    }
+
+    /// Traffic counters of each container in `ids` that has a network namespace of its own
+    /// (`host` mode shares the host's and has none): one result per id, in order, all read
+    /// on one thread.
+    pub async fn counters_of(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<Result<Vec<InterfaceCounters>>>> {
+        let paths: Vec<PathBuf> = ids.iter().map(|id| self.inner.cfg.netns_path(id)).collect();
         self.blocking(move |_| {
-            sys::netns::run_in(&path, || Netlink::open()?.counters())
+            let results = sys::netns::run_in_each(paths.clone(), |_| counters::read_current())
                 .map_err(|source| NetworkError::Io {
-                    op: "enter network namespace",
-                    path,
+                    op: "start a thread to read counters in",
+                    path: paths.first().cloned().unwrap_or_default(),
                     source,
-                })?
-                .map_err(NetworkError::from)
+                })?;
+            Ok(results
+                .into_iter()
+                .zip(paths)
+                .map(|(r, path)| {
+                    r.map_err(|source| NetworkError::Io {
+                        op: "read traffic counters in",
+                        path,
+                        source,
+                    })
+                })
+                .collect())
         })
         .await?
     }

@@ -7,6 +7,7 @@
 //! The design and its decisions are in `docs/network.md`.
 
 pub mod config;
+pub mod counters;
 pub mod dns;
 pub mod etc_files;
 pub mod ipam;
@@ -19,8 +20,8 @@ pub mod sysctl;
 use std::path::PathBuf;
 
 pub use config::NetworkConfig;
+pub use counters::InterfaceCounters;
 pub use manager::{AttachRequest, Attachment, NetworkDef, NetworkManager};
-pub use netlink::InterfaceCounters;
 
 use crate::state::StateError;
 

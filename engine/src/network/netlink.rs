@@ -51,21 +51,6 @@ fn fail(
     }
 }
 
-/// Counters of one interface (`struct rtnl_link_stats64`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InterfaceCounters {
-    pub interface: String,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-    pub rx_dropped: u64,
-    pub tx_dropped: u64,
-}
-
 /// A netlink connection in the network namespace of the thread that opened it.
 pub struct Netlink {
     rt: tokio::runtime::Runtime,
@@ -360,38 +345,6 @@ impl Netlink {
                     _ => None,
                 });
                 Some((dest, oif))
-            })
-            .collect())
-    }
-
-    /// Counters of every link except `lo`.
-    pub fn counters(&self) -> Result<Vec<InterfaceCounters>> {
-        let links: Vec<LinkMessage> = self
-            .rt
-            .block_on(async { self.handle.link().get().execute().try_collect().await })
-            .map_err(fail("list links", "counters"))?;
-        Ok(links
-            .iter()
-            .filter_map(|m| {
-                let name = link_name(m)?;
-                if name == "lo" {
-                    return None;
-                }
-                let s = m.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::Stats64(s) => Some(s),
-                    _ => None,
-                })?;
-                Some(InterfaceCounters {
-                    interface: name.to_string(),
-                    rx_bytes: s.rx_bytes,
-                    tx_bytes: s.tx_bytes,
-                    rx_packets: s.rx_packets,
-                    tx_packets: s.tx_packets,
-                    rx_errors: s.rx_errors,
-                    tx_errors: s.tx_errors,
-                    rx_dropped: s.rx_dropped,
-                    tx_dropped: s.tx_dropped,
-                })
             })
             .collect())
     }
