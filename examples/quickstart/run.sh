@@ -85,7 +85,8 @@ stop() {
 trap stop INT TERM
 # BERTH_QUICKSTART_SECONDS: stop on its own after that long (for a smoke test).
 if [ -n "${BERTH_QUICKSTART_SECONDS:-}" ]; then
-  (sleep "$BERTH_QUICKSTART_SECONDS"; kill -INT $$) &
+  # TERM, not INT: a shell started in the background (`run.sh &`) ignores SIGINT for good.
+  (sleep "$BERTH_QUICKSTART_SECONDS"; kill -TERM $$) &
 fi
 wait "$agent" || true
 wait "$agent" 2>/dev/null || true
