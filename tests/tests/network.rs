@@ -3,8 +3,9 @@
 //! plays another host; UDP likewise; containers reach each other by name (and stop doing so
 //! when one goes); two networks are isolated; an internal network has no way out; a port
 //! already taken is an error on that container only; an agent restart keeps every address;
-//! the traffic shows in the stats API, `/metrics` and `berth stats`; and removing the
-//! manifests leaves no link, namespace, nftables table or lease.
+//! the traffic shows in the stats API, `/metrics` and `berth stats`; a container finished for
+//! good gives back its address, port and name while a restarting one keeps its address; and
+//! removing the manifests leaves no link, namespace, nftables table or lease.
 //!
 //! Debian's busybox has no UDP server applet (its `nc` lacks `-u`), so the UDP endpoint is a
 //! socket the test opens inside the web container's network namespace: the path under test
@@ -35,9 +36,9 @@ fn network(name: &str, extra: &str) -> String {
     format!("apiVersion: berth/v1\nkind: Network\nmetadata:\n  name: {name}\nspec:\n  driver: bridge\n{extra}")
 }
 
-/// A bridge prefix and pool for this test alone.
-fn network_settings() -> (String, String) {
-    let h = std::process::id().wrapping_mul(2246822519);
+/// A bridge prefix and pool for test number `test` of this run alone.
+fn network_settings(test: u32) -> (String, String) {
+    let h = (std::process::id() ^ test.wrapping_mul(0x9e37_79b9)).wrapping_mul(2246822519);
     (
         format!("e{:05x}", h & 0xfffff),
         format!("10.{}.{}.0/21", 224 + (h >> 20) % 16, ((h >> 8) % 32) * 8),
@@ -296,7 +297,7 @@ fn ports_names_isolation_restart_and_cleanup() {
     require_tool("ip", "iproute2").unwrap();
     let registry = Registry::start().expect("start registry");
     push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
-    let (prefix, pool) = network_settings();
+    let (prefix, pool) = network_settings(1);
     let mut agent = Agent::start_with(
         &registry,
         &format!("networks:\n  bridgePrefix: {prefix}\n  pool: {pool}\n"),
@@ -673,7 +674,7 @@ fn ports_names_isolation_restart_and_cleanup() {
 fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
     let registry = Registry::start().expect("start registry");
     push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
-    let (prefix, pool) = network_settings();
+    let (prefix, pool) = network_settings(2);
     let prefix = format!("{}z", &prefix[..6]);
     let agent = Agent::start_with(
         &registry,
@@ -781,4 +782,142 @@ fn host_and_none_modes_and_a_deleted_bridge_comes_back() {
         Duration::from_secs(40),
         || (links_with(&prefix).is_empty() && !nft_table_exists(&prefix)).then_some(()),
     );
+}
+
+#[test]
+fn a_finished_container_frees_its_address_and_port_a_restarting_one_keeps_its_address() {
+    let registry = Registry::start().expect("start registry");
+    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
+    let (prefix, pool) = network_settings(3);
+    let prefix = format!("{}f", &prefix[..6]);
+    let agent = Agent::start_with(
+        &registry,
+        &format!("networks:\n  bridgePrefix: {prefix}\n  pool: {pool}\n"),
+    )
+    .expect("start agent");
+    let port = free_port();
+    // A job on a published port that ends (exit 0) once the test creates /tmp/go in it,
+    // and a container that keeps failing and restarting.
+    let job_script = "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 0";
+    agent
+        .write_manifest(
+            "job.yaml",
+            &container(
+                "job",
+                "[default]",
+                job_script,
+                &format!(
+                    "  restartPolicy: Never\n  ports:\n    - {{containerPort: 8080, hostPort: {port}}}\n"
+                ),
+            ),
+        )
+        .unwrap();
+    agent
+        .write_manifest(
+            "flaky.yaml",
+            &container(
+                "flaky",
+                "[default]",
+                "sleep 1; exit 3",
+                "  restartPolicy: Always\n",
+            ),
+        )
+        .unwrap();
+    let job = pid_of(
+        &agent
+            .wait_container("job", "running", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    let job_ip = address_of(job);
+    let first = agent
+        .wait_container("flaky", "running", |c| c["state"] == "running")
+        .unwrap();
+    let flaky_ip = address_of(pid_of(&first));
+    agent
+        .write_manifest("client.yaml", &container("client", "[default]", IDLE, ""))
+        .unwrap();
+    let client = pid_of(
+        &agent
+            .wait_container("client", "running", |c| c["state"] == "running")
+            .unwrap(),
+    );
+    assert_eq!(db_rows(&agent.state_dir, "leases"), 3);
+    let lookup = exec_in(client, &["nslookup", "job"]).unwrap();
+    assert!(lookup.contains(&job_ip.to_string()), "{lookup}");
+    let rules = || {
+        let out = Command::new("nft")
+            .args(["list", "table", "inet", &prefix])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(rules().contains(&format!("dport {port} ")), "{}", rules());
+
+    // The job ends: its lease, veth, port rule and name go; its record stays, exited 0.
+    std::fs::write(format!("/proc/{job}/root/tmp/go"), "").unwrap();
+    let done = agent
+        .wait_container("job", "exited", |c| c["state"] == "exited")
+        .unwrap();
+    assert_eq!(done["exitCode"], 0);
+    agent
+        .wait_for("the job's lease to go", Duration::from_secs(20), |_| {
+            (db_rows(&agent.state_dir, "leases") == 2).then_some(())
+        })
+        .unwrap();
+    assert_eq!(
+        links_with(&format!("{prefix}v")).len(),
+        2,
+        "flaky's and client's veths"
+    );
+    assert!(!rules().contains(&format!("dport {port} ")), "{}", rules());
+    let gone = exec_in(client, &["nslookup", "job"]);
+    assert!(gone.is_err(), "job still resolves: {gone:?}");
+    // 127.0.0.1:port is no longer redirected: a host listener gets the connection.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let mut conn = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    conn.write_all(b"ping").unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
+    let mut got = [0u8; 4];
+    accepted.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    drop((conn, accepted, listener));
+    // The job's address is free: the next container gets it (the lowest free address).
+    agent
+        .write_manifest("next.yaml", &container("next", "[default]", IDLE, ""))
+        .unwrap();
+    let next = agent
+        .wait_container("next", "running", |c| c["state"] == "running")
+        .unwrap();
+    assert_eq!(address_of(pid_of(&next)), job_ip);
+
+    // flaky restarts with back-off and keeps its address through every restart.
+    let again = agent
+        .wait_for("flaky to restart twice", Duration::from_secs(30), |a| {
+            a.container("flaky")
+                .filter(|c| c["state"] == "running" && c["restartCount"].as_u64().unwrap_or(0) >= 2)
+        })
+        .unwrap();
+    assert_eq!(address_of(pid_of(&again)), flaky_ip);
+
+    for f in ["job.yaml", "flaky.yaml", "client.yaml", "next.yaml"] {
+        agent.remove_manifest(f).unwrap();
+    }
+    agent
+        .wait_for("every container to go", Duration::from_secs(60), |a| {
+            a.containers().ok().filter(|c| c.is_empty())
+        })
+        .unwrap();
+    assert_eq!(db_rows(&agent.state_dir, "leases"), 0);
+    wait_until(
+        &agent,
+        "the default network to go",
+        Duration::from_secs(40),
+        || (links_with(&prefix).is_empty() && !nft_table_exists(&prefix)).then_some(()),
+    );
+    let leaks = agent.finish().unwrap();
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }

@@ -174,6 +174,8 @@ impl Reconciler {
                 return Duration::from_secs(1);
             }
         };
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.release_finished(&desired, &records, &busy).await;
         let now = now_unix();
         let actions = {
             let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());

@@ -245,6 +245,42 @@ impl Reconciler {
         Ok((a.namespace, a.etc_files))
     }
 
+    /// Releases the networks of containers that are finished for good, as Docker does at
+    /// exit: exited or failed, with a restart policy that will not start them again. Their
+    /// addresses and published ports are free for others and their names stop resolving.
+    /// A container that will restart keeps its address through the back-off; one started
+    /// again later (its manifest changed) is attached afresh.
+    pub(super) async fn release_finished(
+        &self,
+        desired: &Desired,
+        records: &[ContainerRecord],
+        busy: &BTreeSet<String>,
+    ) {
+        for r in records {
+            let finished = matches!(r.state.as_str(), "exited" | "failed")
+                && !busy.contains(&r.name)
+                && desired.containers.get(&r.name).is_some_and(|d| {
+                    d.hash == r.spec_hash && !super::plan::wants_restart(d.spec.restart_policy, r)
+                });
+            if !finished
+                || self
+                    .db
+                    .leases_of_container(&r.id)
+                    .map_or(true, |l| l.is_empty())
+            {
+                continue;
+            }
+            match self.detach_networks(&r.id).await {
+                Ok(()) => {
+                    tracing::info!(container = %r.name, "finished container released its network addresses")
+                }
+                Err(e) => {
+                    tracing::warn!(container = %r.name, error = %e, "release the networks of a finished container")
+                }
+            }
+        }
+    }
+
     /// Removes the container's wiring and releases its leases, after it is removed.
     pub(super) async fn detach_networks(&self, id: &str) -> Result<(), String> {
         let Some(nets) = &self.networks else {

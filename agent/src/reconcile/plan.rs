@@ -61,7 +61,8 @@ pub fn restart_delay(r: &ContainerRecord) -> u64 {
     }
 }
 
-fn wants_restart(policy: RestartPolicy, r: &ContainerRecord) -> bool {
+/// Whether the policy starts container `r` again after it ended.
+pub(super) fn wants_restart(policy: RestartPolicy, r: &ContainerRecord) -> bool {
     match r.state.as_str() {
         "exited" => match policy {
             RestartPolicy::Always => true,
