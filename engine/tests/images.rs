@@ -11,36 +11,10 @@ use berth_engine::images::{
 use berth_tests::{push_busybox, Registry};
 use sha2::{Digest as _, Sha256};
 
+mod common;
+use common::*;
+
 const REF: &str = "docker.io/library/busybox:1.36";
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the image tests need root: layers keep file owners and whiteouts are device nodes"
-    );
-}
-
-fn state_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("berth-test-images-")
-        .tempdir()
-        .expect("create state dir")
-}
-
-fn mirror_to(registry: &Registry) -> RegistryConfig {
-    RegistryConfig {
-        mirrors: [(
-            "docker.io".to_string(),
-            vec![format!("http://{}", registry.host())],
-        )]
-        .into(),
-        insecure: vec![],
-    }
-}
-
-fn no_progress() -> impl Fn(PullProgress) + Send + Sync {
-    |_| {}
-}
 
 /// The registry's own digest of a manifest: sha256 of the raw bytes skopeo fetches.
 fn registry_digest(registry: &Registry, repo_tag: &str) -> String {
@@ -89,16 +63,6 @@ fn assert_is_busybox_image(image: &Image) {
         std::fs::read_link(find_in_layers(image, "bin/sh")).unwrap(),
         Path::new("busybox")
     );
-}
-
-/// Every entry of a directory (for "nothing left behind" checks).
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[tokio::test]
@@ -323,33 +287,6 @@ async fn resumes_an_interrupted_blob_download() {
         let last = *seen.lock().unwrap().last().unwrap();
         assert_eq!(last.done_bytes, last.total_bytes, "{case}");
     }
-}
-
-/// Build the busybox test image into an OCI layout (no registry), tagged `latest`.
-fn busybox_layout(work: &Path) -> PathBuf {
-    berth_tests::require_tool("umoci", "umoci").unwrap();
-    berth_tests::require_tool("skopeo", "skopeo").unwrap();
-    let layout = work.join("out");
-    let status = Command::new("sh")
-        .arg(berth_tests::support_script("busybox-image.sh"))
-        .arg(work.join("build"))
-        .arg(format!("oci:{}:1.36", layout.display()))
-        .status()
-        .expect("run busybox-image.sh");
-    assert!(
-        status.success(),
-        "busybox-image.sh into an OCI layout failed"
-    );
-    layout
-}
-
-fn layout_manifest_digest(layout: &Path) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[tokio::test]

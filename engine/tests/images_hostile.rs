@@ -5,76 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_engine::images::{ImageError, ImageStore, PullProgress, RegistryConfig, StoreLimits};
+use berth_engine::images::{ImageError, ImageStore, RegistryConfig, StoreLimits};
 use berth_tests::{push_busybox, Registry};
 use sha2::{Digest as _, Sha256};
 
+mod common;
+use common::*;
+
 const REF: &str = "docker.io/library/busybox:1.36";
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the image tests need root: layers keep file owners and whiteouts are device nodes"
-    );
-}
-
-fn state_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("berth-test-images-")
-        .tempdir()
-        .expect("create state dir")
-}
-
-fn no_progress() -> impl Fn(PullProgress) + Send + Sync {
-    |_| {}
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn mirror_to(registry: &Registry) -> RegistryConfig {
-    RegistryConfig {
-        mirrors: [(
-            "docker.io".to_string(),
-            vec![format!("http://{}", registry.host())],
-        )]
-        .into(),
-        insecure: vec![],
-    }
-}
-
-/// Build the busybox test image into an OCI layout (no registry), tagged `1.36`.
-fn busybox_layout(work: &Path) -> PathBuf {
-    berth_tests::require_tool("umoci", "umoci").unwrap();
-    berth_tests::require_tool("skopeo", "skopeo").unwrap();
-    let layout = work.join("out");
-    let status = Command::new("sh")
-        .arg(berth_tests::support_script("busybox-image.sh"))
-        .arg(work.join("build"))
-        .arg(format!("oci:{}:1.36", layout.display()))
-        .status()
-        .expect("run busybox-image.sh");
-    assert!(
-        status.success(),
-        "busybox-image.sh into an OCI layout failed"
-    );
-    layout
-}
-
-fn layout_manifest_digest(layout: &Path) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 #[tokio::test]
 async fn a_corrupt_layer_blob_is_refused_and_leaves_nothing() {
