@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_engine::state::ContainerRecord;
+use berth_engine::state::{ContainerRecord, LeaseRecord};
+use berth_spec::Port;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -12,6 +13,16 @@ use serde::Serialize;
 pub struct PullStatus {
     pub done_bytes: u64,
     pub total_bytes: u64,
+}
+
+/// A container's address on one of its networks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAddress {
+    pub network: String,
+    /// The interface in the container, like `eth0`.
+    pub interface: String,
+    pub address: String,
 }
 
 /// One container as `GET /v1/containers` shows it.
@@ -37,6 +48,11 @@ pub struct ContainerStatus {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub pull: Option<PullStatus>,
+    /// Its addresses, while it holds them (from its start until it is removed or finished).
+    pub networks: Vec<NetworkAddress>,
+    /// Its published ports as `docker ps` shows them (`0.0.0.0:8080->80/tcp`), while they
+    /// are published.
+    pub ports: Vec<String>,
 }
 
 impl ContainerStatus {
@@ -62,6 +78,30 @@ impl ContainerStatus {
             started_at: r.started_at,
             finished_at: r.finished_at,
             pull: None,
+            networks: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    /// Adds what the container's leases say: its addresses and the ports published through
+    /// them.
+    fn add_leases(&mut self, leases: &[&LeaseRecord]) {
+        for l in leases {
+            self.networks.push(NetworkAddress {
+                network: l.network.clone(),
+                interface: l.interface.clone(),
+                address: l.address.clone(),
+            });
+            let ports: Vec<Port> = serde_json::from_str(&l.ports_json).unwrap_or_default();
+            self.ports.extend(ports.iter().filter_map(|p| {
+                let host_port = p.host_port?;
+                Some(format!(
+                    "{}:{host_port}->{}/{}",
+                    p.host_ip,
+                    p.container_port,
+                    p.protocol.as_str()
+                ))
+            }));
         }
     }
 }
@@ -109,13 +149,20 @@ impl LiveStatus {
         live.file_errors = by_file;
     }
 
-    /// Merges records with the live view. A container named only by a manifest that does not
-    /// load shows up as `failed` with the file's error.
-    pub fn view(&self, records: &[ContainerRecord]) -> Vec<ContainerStatus> {
+    /// Merges records and their leases with the live view. A container named only by a
+    /// manifest that does not load shows up as `failed` with the file's error.
+    pub fn view(
+        &self,
+        records: &[ContainerRecord],
+        leases: &[LeaseRecord],
+    ) -> Vec<ContainerStatus> {
         let live = self.lock();
         let mut out: BTreeMap<String, ContainerStatus> = BTreeMap::new();
         for r in records {
             let mut s = ContainerStatus::from_record(r);
+            let mine: Vec<&LeaseRecord> =
+                leases.iter().filter(|l| l.container_id == r.id).collect();
+            s.add_leases(&mine);
             s.pull = live.pulls.get(&r.name).cloned();
             if let Some(error) = live.file_errors.get(&r.source_file) {
                 s.message = Some(frozen_message(&r.source_file, error));
@@ -146,6 +193,8 @@ impl LiveStatus {
                             started_at: None,
                             finished_at: None,
                             pull: None,
+                            networks: Vec::new(),
+                            ports: Vec::new(),
                         },
                     );
                 }

@@ -465,6 +465,28 @@ fn ports_names_isolation_restart_and_cleanup() {
         "a header, web and client:\n{table}"
     );
 
+    // The API and `berth ps` show web's address and its published ports.
+    let status = agent.container("web").unwrap();
+    assert_eq!(
+        status["networks"],
+        serde_json::json!([{"network": "front", "interface": "eth0", "address": web_ip.to_string()}])
+    );
+    let tcp_mapping = format!("0.0.0.0:{tcp_port}->8080/tcp");
+    assert_eq!(
+        status["ports"],
+        serde_json::json!([tcp_mapping, format!("0.0.0.0:{udp_port}->5353/udp")])
+    );
+    let out = Command::new(berth_tests::agent::berth_bin())
+        .args(["ps", "--addr", &agent.addr.to_string()])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&out.stdout);
+    let row = ps
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(row.contains(&tcp_mapping), "{ps}");
+
     // By name on a shared network; not across networks; nothing out of the internal one.
     assert_eq!(
         wget_in(client, "http://web:8080/").as_deref(),

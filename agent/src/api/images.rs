@@ -86,7 +86,7 @@ async fn list_images(
             "state database unavailable".into(),
         )
     })?;
-    let containers = state.live.view(&records);
+    let containers = state.live.view(&records, &[]);
 
     let mut out: BTreeMap<String, ImageStatus> = stored
         .into_iter()

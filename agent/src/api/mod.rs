@@ -101,7 +101,11 @@ fn records(state: &ApiState) -> Result<Vec<ContainerRecord>, ApiError> {
 }
 
 fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
-    Ok(state.live.view(&records(state)?))
+    let leases = state.db.list_leases().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "read network leases for the api");
+        Vec::new()
+    });
+    Ok(state.live.view(&records(state)?, &leases))
 }
 
 async fn list_containers(
@@ -261,6 +265,48 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"],
             "web-1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_container_shows_its_addresses_and_published_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        for (network, address, interface, ports) in [
+            (
+                "front",
+                "10.89.0.2",
+                "eth0",
+                r#"[{"containerPort":80,"hostPort":8080,"protocol":"tcp","hostIP":"0.0.0.0"},{"containerPort":9000,"protocol":"tcp","hostIP":"0.0.0.0"}]"#,
+            ),
+            ("back", "10.89.1.7", "eth1", "[]"),
+        ] {
+            st.db
+                .insert_lease(&berth_engine::state::LeaseRecord {
+                    network: network.into(),
+                    address: address.into(),
+                    container_id: "web-1".into(),
+                    container_name: "web".into(),
+                    host_interface: format!("bv{network}"),
+                    interface: interface.into(),
+                    ports_json: ports.into(),
+                    created_at: 1,
+                })
+                .unwrap();
+        }
+        let (status, body) = call(router(st), "GET", "/v1/containers/web").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut networks = v["networks"].as_array().unwrap().clone();
+        networks.sort_by_key(|n| n["interface"].as_str().unwrap().to_string());
+        assert_eq!(
+            networks,
+            vec![
+                json!({"network": "front", "interface": "eth0", "address": "10.89.0.2"}),
+                json!({"network": "back", "interface": "eth1", "address": "10.89.1.7"}),
+            ]
+        );
+        // Only mapped ports are published; 9000 has no hostPort.
+        assert_eq!(v["ports"], json!(["0.0.0.0:8080->80/tcp"]));
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use serde_json::Value;
 
 use super::client::get;
 
@@ -12,12 +13,25 @@ pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
         println!("{body}");
         return Ok(());
     }
-    let list: Vec<serde_json::Value> =
-        serde_json::from_str(&body).context("parse container list")?;
-    println!(
-        "{:<20} {:<9} {:>8} {:>5} {:>8}  {:<36} MESSAGE",
-        "NAME", "STATE", "PID", "EXIT", "RESTARTS", "IMAGE"
-    );
+    let list: Vec<Value> = serde_json::from_str(&body).context("parse container list")?;
+    print!("{}", table(&list));
+    Ok(())
+}
+
+/// The table `berth ps` prints, one line per container.
+pub fn table(list: &[Value]) -> String {
+    let line = |cols: [&str; 8]| {
+        format!(
+            "{:<20} {:<12} {:>8} {:>5} {:>8}  {:<36} {:<24} {}\n",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
+        )
+        .trim_end()
+        .to_string()
+            + "\n"
+    };
+    let mut out = line([
+        "NAME", "STATE", "PID", "EXIT", "RESTARTS", "IMAGE", "PORTS", "MESSAGE",
+    ]);
     for c in list {
         let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
         let n = |k: &str| {
@@ -31,16 +45,48 @@ pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
             let total = p["totalBytes"].as_u64().unwrap_or(0).max(1);
             state = format!("{state} {}%", done * 100 / total);
         }
-        println!(
-            "{:<20} {:<9} {:>8} {:>5} {:>8}  {:<36} {}",
-            s("name"),
-            state,
-            n("pid"),
-            n("exitCode"),
-            n("restartCount"),
-            s("image"),
-            s("message")
+        let ports: Vec<&str> = c["ports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push_str(&line([
+            &s("name"),
+            &state,
+            &n("pid"),
+            &n("exitCode"),
+            &n("restartCount"),
+            &s("image"),
+            &ports.join(", "),
+            &s("message"),
+        ]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_line_per_container_with_ports_and_pull_progress() {
+        let list = [
+            json!({"name": "web", "state": "running", "pid": 4242, "exitCode": null,
+                   "restartCount": 0, "image": "docker.io/library/nginx:1.27",
+                   "ports": ["0.0.0.0:8080->80/tcp", "127.0.0.1:5353->53/udp"], "message": null}),
+            json!({"name": "db", "state": "pulling", "pull": {"doneBytes": 45, "totalBytes": 100},
+                   "image": "docker.io/library/postgres:16", "restartCount": 0, "ports": []}),
+            json!({"name": "job", "state": "exited", "exitCode": 1, "restartCount": 2,
+                   "image": "busybox", "ports": [], "message": "exec /bin/nope: no such file or directory"}),
+        ];
+        assert_eq!(
+            table(&list),
+            "\
+NAME                 STATE             PID  EXIT RESTARTS  IMAGE                                PORTS                    MESSAGE
+web                  running          4242     -        0  docker.io/library/nginx:1.27         0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp
+db                   pulling 45%         -     -        0  docker.io/library/postgres:16
+job                  exited              -     1        2  busybox                                                       exec /bin/nope: no such file or directory
+"
         );
     }
-    Ok(())
 }
