@@ -88,7 +88,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_engine::images::{Digest, PullProgress, RegistryConfig};
+    use berth_engine::images::{PullProgress, RegistryConfig};
 
     fn record(name: &str, image: &str, digest: Option<&str>) -> ContainerRecord {
         ContainerRecord {
@@ -129,47 +129,20 @@ mod tests {
         );
     }
 
-    /// An OCI layout holding one single-layer image per tag; each layer holds `tag`.
+    /// An OCI layout holding one single-layer image per tag; each differs by its layer.
     fn layout(dir: &std::path::Path, tags: &[&str]) {
-        let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        let put = |bytes: &[u8]| {
-            let d = Digest::of(bytes);
-            std::fs::write(blobs.join(d.hex()), bytes).unwrap();
-            (d.to_string(), bytes.len())
-        };
-        let mut manifests = Vec::new();
-        for tag in tags {
+        let images: Vec<_> = tags
+            .iter()
             // An empty tar (two zero blocks) that differs per tag by trailing zero blocks.
-            let layer = vec![0u8; 1024 * (2 + tag.len())];
-            let (layer_digest, layer_size) = put(&layer);
-            let diff_id = layer_digest.clone();
-            let config = serde_json::json!({
-                "architecture": berth_engine::images::Platform::host().architecture,
-                "os": "linux",
-                "config": {"Labels": {"tag": tag}},
-                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            .map(|tag| {
+                (
+                    *tag,
+                    vec![0u8; 1024 * (2 + tag.len())],
+                    serde_json::json!({"Labels": {"tag": tag}}),
+                )
             })
-            .to_string();
-            let (config_digest, config_size) = put(config.as_bytes());
-            let manifest = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
-            })
-            .to_string();
-            let (digest, size) = put(manifest.as_bytes());
-            manifests.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest,
-                "size": size,
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }));
-        }
-        let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests}).to_string();
-        std::fs::write(dir.join("index.json"), index).unwrap();
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+            .collect();
+        crate::test_layout::write_layout(dir, &images);
     }
 
     #[tokio::test]

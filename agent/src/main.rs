@@ -11,6 +11,8 @@ mod metrics;
 mod policy;
 mod reconcile;
 mod status;
+#[cfg(test)]
+mod test_layout;
 mod usage;
 mod watcher;
 

@@ -138,77 +138,20 @@ async fn list_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_layout::{tar_with, write_layout};
     use axum::body::Body;
     use axum::http::Request;
-    use berth_engine::images::{Digest, PullProgress, RegistryConfig};
+    use berth_engine::images::{PullProgress, RegistryConfig};
     use berth_engine::state::ContainerRecord;
     use tower::ServiceExt;
 
-    /// A one-file tar (ustar), built by hand so the test needs no tool.
-    fn tar_with(name: &str, data: &[u8]) -> Vec<u8> {
-        let mut header = [0u8; 512];
-        header[..name.len()].copy_from_slice(name.as_bytes());
-        let octal = |field: &mut [u8], value: u64| {
-            let text = format!("{value:0width$o}\0", width = field.len() - 1);
-            field.copy_from_slice(text.as_bytes());
-        };
-        octal(&mut header[100..108], 0o644);
-        octal(&mut header[108..116], 0);
-        octal(&mut header[116..124], 0);
-        octal(&mut header[124..136], data.len() as u64);
-        octal(&mut header[136..148], 1_700_000_000);
-        header[156] = b'0';
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[148..156].fill(b' ');
-        let sum: u64 = header.iter().map(|b| u64::from(*b)).sum();
-        let text = format!("{sum:06o}\0 ");
-        header[148..156].copy_from_slice(text.as_bytes());
-        let mut out = header.to_vec();
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
-        out
-    }
-
     /// An OCI layout with one single-layer image tagged `1.0`; returns its reference.
     fn layout(dir: &std::path::Path) -> String {
-        let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        let put = |bytes: &[u8]| {
-            let d = Digest::of(bytes);
-            std::fs::write(blobs.join(d.hex()), bytes).unwrap();
-            (d.to_string(), bytes.len())
-        };
         let layer = tar_with("hello.txt", b"hello from a layer\n");
-        let (layer_digest, layer_size) = put(&layer);
-        let config = serde_json::json!({
-            "architecture": berth_engine::images::Platform::host().architecture,
-            "os": "linux",
-            "config": {"Cmd": ["/hello"]},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        })
-        .to_string();
-        let (config_digest, config_size) = put(config.as_bytes());
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
-        })
-        .to_string();
-        let (manifest_digest, manifest_size) = put(manifest.as_bytes());
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": manifest_size,
-                "annotations": {"org.opencontainers.image.ref.name": "1.0"},
-            }],
-        })
-        .to_string();
-        std::fs::write(dir.join("index.json"), index).unwrap();
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        write_layout(
+            dir,
+            &[("1.0", layer, serde_json::json!({"Cmd": ["/hello"]}))],
+        );
         format!("oci-layout:{}:1.0", dir.display())
     }
 
