@@ -7,6 +7,8 @@
 //! good gives back its address, port and name while a restarting one keeps its address; and
 //! removing the manifests leaves no link, namespace, nftables table or lease.
 //!
+//! Outbound traffic from a container reaches another host masqueraded to the host's address.
+//!
 //! Debian's busybox has no UDP server applet (its `nc` lacks `-u`), so the UDP endpoint is a
 //! socket the test opens inside the web container's network namespace: the path under test
 //! (DNAT, forwarding, the container's interface) is the same.
@@ -121,6 +123,7 @@ struct PeerHost {
     name: String,
     host_if: String,
     host_ip: Ipv4Addr,
+    peer_ip: Ipv4Addr,
 }
 
 impl PeerHost {
@@ -136,6 +139,7 @@ impl PeerHost {
             name: name.clone(),
             host_if: host_if.clone(),
             host_ip,
+            peer_ip,
         };
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().unwrap();
@@ -507,6 +511,38 @@ fn ports_names_isolation_restart_and_cleanup() {
     assert!(
         wget_in(locked, &format!("http://{}:{tcp_port}/", peer.host_ip)).is_err(),
         "internal reaches the host's ports"
+    );
+
+    // Outbound: a container reaches another host, masqueraded to the host's address there.
+    let listener = in_netns(&peer.path(), || TcpListener::bind(("0.0.0.0", 0))).unwrap();
+    let out_port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let (mut conn, from) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(format!("no connection from the container: {e}")),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 512];
+        let _ = conn.read(&mut buf);
+        conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nfrom-peer\n")
+            .unwrap();
+        Ok(from.ip())
+    });
+    assert_eq!(
+        wget_in(client, &format!("http://{}:{out_port}/", peer.peer_ip)).as_deref(),
+        Ok("from-peer\n")
+    );
+    assert_eq!(
+        server.join().unwrap(),
+        Ok(std::net::IpAddr::V4(peer.host_ip)),
+        "the other host sees the host's address, not the container's"
     );
 
     // A port that is taken fails that container only.
