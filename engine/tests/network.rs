@@ -22,6 +22,7 @@ use berth_engine::network::{
 use berth_engine::state::StateDb;
 use berth_engine::sys::netns;
 use berth_spec::{NetworkMode, NetworkSpec, Port};
+use berth_tests::agent::links_with;
 
 fn require_root() {
     assert!(
@@ -140,19 +141,6 @@ impl Drop for Fixture {
 
 fn port(json: &str) -> Port {
     serde_json::from_str(json).unwrap()
-}
-
-fn links_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap().to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -286,8 +286,9 @@ impl Agent {
     }
 
     /// Ends a test the way an operator would: every manifest removed, berth given the time
-    /// to stop and remove every container, the agent stopped. Returns what is left on the
-    /// host (cgroups, mounts, processes of this test) — it should be nothing.
+    /// to stop and remove every container and network, the agent stopped. Returns what is
+    /// left on the host (cgroups, mounts, processes, links and nftables table of this test)
+    /// — it should be nothing.
     pub fn finish(mut self) -> anyhow::Result<Vec<String>> {
         for e in std::fs::read_dir(&self.manifests)? {
             std::fs::remove_file(e?.path())?;
@@ -297,6 +298,11 @@ impl Agent {
             Duration::from_secs(60),
             |a| a.containers().ok().filter(|c| c.is_empty()),
         )?;
+        // Networks go in the pass after their last container: give it that pass.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !network_leaks(&self.net_prefix).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.stop()?;
         // The parent cgroup is berth's to keep (containers may outlive the agent); the test
         // removes it. rmdir fails while a container cgroup is still inside: that is a leak.
@@ -312,7 +318,9 @@ impl Agent {
         while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(leaks(&self.prefix, &dir))
+        let mut left = leaks(&self.prefix, &dir);
+        left.extend(network_leaks(&self.net_prefix));
+        Ok(left)
     }
 
     /// The cgroup dirs of this agent's containers that exist now (any hierarchy).
@@ -420,23 +428,52 @@ impl Drop for Agent {
     }
 }
 
+/// The host's links whose name starts with `prefix` (the `@peer` suffix cut off).
+pub fn links_with(prefix: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Whether nftables table `inet <table>` exists.
+pub fn nft_table_exists(table: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The network objects of a bridge prefix still on the host: its links and its table.
+pub fn network_leaks(prefix: &str) -> Vec<String> {
+    if prefix.is_empty() {
+        return Vec::new();
+    }
+    let mut found: Vec<String> = links_with(prefix)
+        .into_iter()
+        .map(|l| format!("link {l}"))
+        .collect();
+    if nft_table_exists(prefix) {
+        found.push(format!("nftables table inet {prefix}"));
+    }
+    found
+}
+
 /// Deletes the links and the nftables table of a network prefix (what an agent stopped
 /// mid-test leaves: it keeps networks while it is away, by design).
 pub fn remove_network_objects(prefix: &str) {
     if prefix.is_empty() {
         return;
     }
-    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        for name in text
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n))
-        {
-            if name.starts_with(prefix) {
-                let _ = Command::new("ip").args(["link", "del", name]).status();
-            }
-        }
+    for name in links_with(prefix) {
+        let _ = Command::new("ip").args(["link", "del", &name]).status();
     }
     let _ = Command::new("nft")
         .args(["delete", "table", "inet", prefix])

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_tests::agent::{leaks, Agent};
+use berth_tests::agent::{leaks, links_with, nft_table_exists, Agent};
 use berth_tests::{push_busybox, require_tool, Registry};
 use serde_json::Value;
 
@@ -211,28 +211,6 @@ fn udp_server_in(pid: i32, port: u16, stop: Arc<AtomicBool>) {
             }
         }
     });
-}
-
-fn links_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap().to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
-fn nft_table_exists(table: &str) -> bool {
-    Command::new("nft")
-        .args(["list", "table", "inet", table])
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// Rows of a table of the agent's state db, read with an independent client.
