@@ -79,13 +79,7 @@ async fn list_images(
             return Err(unavailable());
         }
     };
-    let records = state.db.list_containers().map_err(|e| {
-        tracing::error!(error = %e, "read containers for the api");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "state database unavailable".into(),
-        )
-    })?;
+    let records = state.db.list_containers().map_err(super::db_unavailable)?;
     let containers = state.live.view(&records, &[]);
 
     let mut out: BTreeMap<String, ImageStatus> = stored
@@ -139,11 +133,8 @@ async fn list_images(
 mod tests {
     use super::*;
     use crate::test_layout::{tar_with, write_layout};
-    use axum::body::Body;
-    use axum::http::Request;
     use berth_engine::images::{PullProgress, RegistryConfig};
     use berth_engine::state::ContainerRecord;
-    use tower::ServiceExt;
 
     /// An OCI layout with one single-layer image tagged `1.0`; returns its reference.
     fn layout(dir: &std::path::Path) -> String {
@@ -179,15 +170,7 @@ mod tests {
     }
 
     async fn get(app: Router, uri: &str) -> (StatusCode, String) {
-        let resp = app
-            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        super::super::call(app, "GET", uri).await
     }
 
     #[tokio::test]

@@ -77,6 +77,23 @@ impl ApiState {
     }
 }
 
+/// Sends one request to `app`, for unit tests: the status and the body as text.
+#[cfg(test)]
+pub(crate) async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.oneshot(request).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -90,14 +107,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A state db failure, logged in full and answered without internals.
+fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "read containers for the api");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "state database unavailable".into(),
+    )
+}
+
 fn records(state: &ApiState) -> Result<Vec<ContainerRecord>, ApiError> {
-    state.db.list_containers().map_err(|e| {
-        tracing::error!(error = %e, "read containers for the api");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "state database unavailable".into(),
-        )
-    })
+    state.db.list_containers().map_err(db_unavailable)
 }
 
 fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
@@ -144,9 +164,10 @@ async fn get_container_usage(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerUsage>, ApiError> {
-    let record = records(&state)?
-        .into_iter()
-        .find(|r| r.name == name)
+    let record = state
+        .db
+        .get_container(&name)
+        .map_err(db_unavailable)?
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -196,10 +217,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
     use berth_engine::state::ContainerRecord;
-    use tower::ServiceExt;
 
     fn state(dir: &std::path::Path) -> Arc<ApiState> {
         let db = StateDb::open(dir).unwrap();
@@ -225,24 +243,6 @@ mod tests {
         })
         .unwrap();
         Arc::new(ApiState::for_tests(Arc::new(db), dir))
-    }
-
-    async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String) {
-        let resp = app
-            .oneshot(
-                Request::builder()
-                    .method(method)
-                    .uri(uri)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
     #[tokio::test]

@@ -135,10 +135,7 @@ mod tests {
     use super::*;
     use crate::api::router;
     use crate::reconcile::last_good::encode;
-    use axum::body::Body;
-    use axum::http::Request;
     use berth_engine::state::StateDb;
-    use tower::ServiceExt;
 
     const WEB: &str = "apiVersion: berth/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: busybox:1.36\n  args: [a]\n";
 
@@ -188,15 +185,8 @@ mod tests {
     }
 
     async fn get(state: Arc<ApiState>, uri: &str) -> (StatusCode, serde_json::Value) {
-        let resp = router(state)
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
+        let (status, body) = super::super::call(router(state), "GET", uri).await;
+        (status, serde_json::from_str(&body).unwrap())
     }
 
     #[tokio::test]

@@ -256,20 +256,29 @@ impl Reconciler {
         records: &[ContainerRecord],
         busy: &BTreeSet<String>,
     ) {
-        for r in records {
-            let finished = matches!(r.state.as_str(), "exited" | "failed")
-                && !busy.contains(&r.name)
-                && desired.containers.get(&r.name).is_some_and(|d| {
-                    d.hash == r.spec_hash && !super::plan::wants_restart(d.spec.restart_policy, r)
-                });
-            if !finished
-                || self
-                    .db
-                    .leases_of_container(&r.id)
-                    .map_or(true, |l| l.is_empty())
-            {
-                continue;
+        let finished: Vec<&ContainerRecord> = records
+            .iter()
+            .filter(|r| {
+                matches!(r.state.as_str(), "exited" | "failed")
+                    && !busy.contains(&r.name)
+                    && desired.containers.get(&r.name).is_some_and(|d| {
+                        d.hash == r.spec_hash
+                            && !super::plan::wants_restart(d.spec.restart_policy, r)
+                    })
+            })
+            .collect();
+        if finished.is_empty() {
+            return;
+        }
+        // One read of the leases for the whole pass, not one per finished container.
+        let holders: BTreeSet<String> = match self.db.list_leases() {
+            Ok(leases) => leases.into_iter().map(|l| l.container_id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "read leases to release finished containers");
+                return;
             }
+        };
+        for r in finished.into_iter().filter(|r| holders.contains(&r.id)) {
             match self.detach_networks(&r.id).await {
                 Ok(()) => {
                     tracing::info!(container = %r.name, "finished container released its network addresses")

@@ -93,23 +93,26 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || -> io::Result<T> {
+            enter(&path)?;
+            Ok(f())
+        })?
+        .join()
+        .map_err(|_| io::Error::other("network namespace thread panicked"))?
+}
+
+/// Moves the calling thread into the network namespace pinned at `path`.
+fn enter(path: &Path) -> io::Result<()> {
     let ns = File::open(path).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("open network namespace {}: {e}", path.display()),
         )
     })?;
-    let shown: PathBuf = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("berth-netns".into())
-        .spawn(move || -> io::Result<T> {
-            setns(&ns, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| nix_err("enter network namespace", &shown, e))?;
-            drop(ns);
-            Ok(f())
-        })?
-        .join()
-        .map_err(|_| io::Error::other("network namespace thread panicked"))?
+    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| nix_err("enter network namespace", path, e))
 }
 
 /// Runs `f` once for each namespace pinned in `paths`, in order, on one fresh thread that
@@ -126,14 +129,7 @@ where
             paths
                 .iter()
                 .map(|path| {
-                    let ns = File::open(path).map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("open network namespace {}: {e}", path.display()),
-                        )
-                    })?;
-                    setns(&ns, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| nix_err("enter network namespace", path, e))?;
+                    enter(path)?;
                     f(path)
                 })
                 .collect()
