@@ -17,7 +17,10 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, ApiState};
 use crate::config::AgentConfig;
 use crate::metrics::Metrics;
-use crate::reconcile::Reconciler;
+use crate::reconcile::health::HealthBoard;
+use crate::reconcile::host::HostEngine;
+use crate::reconcile::plan::PlanConfig;
+use crate::reconcile::{Clock, ReconcileConfig, Reconciler};
 use crate::status::LiveStatus;
 
 fn private_dir(path: &Path) -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime::new(&cfg.state_dir, &cfg.run_dir, cgroups, exe));
     let live = Arc::new(LiveStatus::default());
     let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(HealthBoard::default());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -72,6 +76,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         containers_dir: cfg.state_dir.join("containers"),
         last_load: last_load.clone(),
+        health: health.clone(),
+        allow_empty: cfg.allow_empty,
         usage: Arc::new(crate::usage::Usage {
             runtime: runtime.clone(),
             networks: Some(network_manager.clone()),
@@ -95,32 +101,49 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let _watcher =
         crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
     tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
-    let mut reconciler = Reconciler::new(
-        cfg.manifests.clone(),
-        cfg.registries.clone(),
-        db,
-        images,
+    let engine = Arc::new(HostEngine {
+        images: images.clone(),
+        registries: cfg.registries.clone(),
         runtime,
+        networks: Some(network_manager),
+        volumes_dir: cfg.state_dir.join("volumes"),
+        allowed_host_paths: cfg.allowed_host_paths.clone(),
+        live: live.clone(),
+        metrics: metrics.clone(),
+    });
+    let policy = crate::policy::HostPolicy {
+        allowed_host_paths: Some(cfg.allowed_host_paths.clone()),
+    };
+    let dir = cfg.manifests.clone();
+    let loader: crate::reconcile::Loader = Arc::new(move || crate::policy::load_dir(&dir, &policy));
+    let reconciler = Arc::new(Reconciler::new(
+        engine,
+        db.clone(),
         live,
-        metrics,
-        tx,
-    );
-    reconciler.allowed_host_paths = cfg.allowed_host_paths.clone();
-    reconciler.volumes_dir = cfg.state_dir.join("volumes");
-    reconciler.last_load = last_load;
-    reconciler.networks = Some(crate::reconcile::networks::Networks::new(
-        network_manager,
-        cfg.default_network,
+        metrics.clone(),
+        last_load,
+        health,
+        ReconcileConfig {
+            plan: PlanConfig {
+                backoff: cfg.restart_backoff,
+                default_network: cfg.default_network,
+                ..PlanConfig::default()
+            },
+            allow_empty: cfg.allow_empty,
+            parallel: cfg.parallel_actions,
+            ..ReconcileConfig::default()
+        },
+        Clock::system(),
+        loader,
     ));
-    let reconciler = Arc::new(reconciler);
     let housekeeping = tokio::spawn(crate::image_gc::run(
-        reconciler.images.clone(),
-        reconciler.db.clone(),
-        reconciler.metrics.clone(),
+        images,
+        db,
+        metrics,
         cfg.images.clone(),
         shutdown_rx.clone(),
     ));
-    let control = tokio::spawn(reconciler.run(rx, shutdown_rx));
+    let control = tokio::spawn(reconciler.run(tx, rx, shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use berth_engine::images::{AuthConfig, BasicAuth, RegistryConfig};
 use berth_engine::network::NetworkConfig;
+
+use crate::reconcile::backoff::Backoff;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "/etc/berth/agent.yaml";
@@ -31,6 +33,26 @@ pub struct FileConfig {
     pub allowed_host_paths: Vec<PathBuf>,
     #[serde(default)]
     pub networks: NetworksFileConfig,
+    /// An empty manifest directory removes everything berth runs [default: false: it
+    /// removes nothing, and says so].
+    pub allow_empty: Option<bool>,
+    /// The restart back-off of crashing containers.
+    #[serde(default)]
+    pub restart_backoff: BackoffFileConfig,
+    /// Actions (pulls, starts, stops) that run at once [default: 4].
+    pub parallel_actions: Option<usize>,
+}
+
+/// `restartBackoff:` of agent.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackoffFileConfig {
+    /// The wait before the first restart after a failed run [default: 1s]
+    pub initial: Option<berth_spec::DurationSpec>,
+    /// The longest wait; each failure in a row doubles it up to this [default: 5m]
+    pub max: Option<berth_spec::DurationSpec>,
+    /// A run this long starts the count again [default: 10m]
+    pub reset_after: Option<berth_spec::DurationSpec>,
 }
 
 /// `registries:` of agent.yaml: where images come from and with which credentials.
@@ -126,6 +148,9 @@ pub struct AgentConfig {
     pub allowed_host_paths: Vec<PathBuf>,
     pub networks: NetworkConfig,
     pub default_network: bool,
+    pub allow_empty: bool,
+    pub restart_backoff: Backoff,
+    pub parallel_actions: usize,
 }
 
 fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
@@ -191,9 +216,33 @@ impl AgentConfig {
                 .gc_grace_period
                 .map_or(ImagesConfig::DEFAULT_GC_GRACE_PERIOD, |d| d.get()),
         };
+        let defaults = Backoff::default();
+        let restart_backoff = Backoff {
+            initial: file
+                .restart_backoff
+                .initial
+                .map_or(defaults.initial, |d| d.get()),
+            max: file.restart_backoff.max.map_or(defaults.max, |d| d.get()),
+            reset_after: file
+                .restart_backoff
+                .reset_after
+                .map_or(defaults.reset_after, |d| d.get()),
+        };
+        if restart_backoff.initial.is_zero() || restart_backoff.max < restart_backoff.initial {
+            bail!(
+                "restartBackoff: initial must be more than 0s and max at least initial (hint: like initial: 1s, max: 5m)"
+            );
+        }
+        let parallel_actions = file.parallel_actions.unwrap_or(4);
+        if parallel_actions == 0 {
+            bail!("parallelActions must be at least 1");
+        }
         Ok(AgentConfig {
             networks,
             default_network: file.networks.default_network.unwrap_or(true),
+            allow_empty: file.allow_empty.unwrap_or(false),
+            restart_backoff,
+            parallel_actions,
             manifests: flags
                 .manifests
                 .clone()
@@ -400,5 +449,51 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("networks.pool \"10.90.0.0\": "), "{err}");
+    }
+
+    #[test]
+    fn reconciler_keys_apply_with_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, "").unwrap();
+        let load = |path: &Path| {
+            AgentConfig::load(&AgentFlags {
+                config: Some(path.to_path_buf()),
+                ..Default::default()
+            })
+        };
+        let cfg = load(&path).unwrap();
+        assert_eq!(
+            (cfg.allow_empty, cfg.restart_backoff, cfg.parallel_actions),
+            (false, Backoff::default(), 4)
+        );
+        std::fs::write(
+            &path,
+            "allowEmpty: true\nparallelActions: 2\nrestartBackoff: {initial: 200ms, max: 10s, resetAfter: 1m}\n",
+        )
+        .unwrap();
+        let cfg = load(&path).unwrap();
+        assert_eq!(
+            (cfg.allow_empty, cfg.restart_backoff, cfg.parallel_actions),
+            (
+                true,
+                Backoff {
+                    initial: Duration::from_millis(200),
+                    max: Duration::from_secs(10),
+                    reset_after: Duration::from_secs(60)
+                },
+                2
+            )
+        );
+        std::fs::write(&path, "restartBackoff: {initial: 1m, max: 10s}\n").unwrap();
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .starts_with("restartBackoff: initial must be more than 0s"));
+        std::fs::write(&path, "parallelActions: 0\n").unwrap();
+        assert_eq!(
+            load(&path).unwrap_err().to_string(),
+            "parallelActions must be at least 1"
+        );
     }
 }

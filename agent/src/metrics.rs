@@ -26,6 +26,16 @@ pub struct Metrics {
     pub image_pull_bytes: IntCounter,
     /// Disk the image store occupies, by kind (content: blobs; layers: unpacked trees).
     pub image_store_bytes: IntGaugeVec,
+    /// Passes that held back removals because the manifest directory was empty.
+    pub prune_blocked_total: IntCounter,
+    /// 1 for the health status of each container with a healthcheck.
+    pub container_health: IntGaugeVec,
+    /// Restarts of each container over its life.
+    pub container_restarts: IntGaugeVec,
+    /// Updates put back on their previous revision, by container.
+    pub rollbacks_total: IntCounterVec,
+    /// Actions running or queued now.
+    pub actions_in_flight: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -91,8 +101,45 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let prune_blocked_total = IntCounter::new(
+            "berth_prune_blocked_total",
+            "Reconcile passes that removed nothing because the manifest directory held no object (allowEmpty is off).",
+        )
+        .expect("valid metric");
+        let container_health = IntGaugeVec::new(
+            Opts::new(
+                "berth_container_health",
+                "1 for the current health (starting, healthy, unhealthy) of each running container with a healthcheck.",
+            ),
+            &["container", "status"],
+        )
+        .expect("valid metric");
+        let container_restarts = IntGaugeVec::new(
+            Opts::new(
+                "berth_container_restarts",
+                "Restarts of each container since it was created.",
+            ),
+            &["container"],
+        )
+        .expect("valid metric");
+        let rollbacks_total = IntCounterVec::new(
+            Opts::new(
+                "berth_rollbacks_total",
+                "Updates that did not become ready and were put back on the previous revision.",
+            ),
+            &["container"],
+        )
+        .expect("valid metric");
+        let actions_in_flight =
+            prometheus::IntGauge::new("berth_actions_in_flight", "Actions running or queued now.")
+                .expect("valid metric");
         for c in [
-            Box::new(image_pull_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(prune_blocked_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(container_health.clone()),
+            Box::new(container_restarts.clone()),
+            Box::new(rollbacks_total.clone()),
+            Box::new(actions_in_flight.clone()),
+            Box::new(image_pull_duration.clone()),
             Box::new(image_pull_bytes.clone()),
             Box::new(image_store_bytes.clone()),
             Box::new(reconcile_total.clone()),
@@ -118,6 +165,11 @@ impl Metrics {
             image_pull_duration,
             image_pull_bytes,
             image_store_bytes,
+            prune_blocked_total,
+            container_health,
+            container_restarts,
+            rollbacks_total,
+            actions_in_flight,
         }
     }
 

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_engine::state::{ContainerRecord, LeaseRecord};
+use berth_engine::state::{ContainerRecord, ContainerState, LeaseRecord, Reason};
 use berth_spec::Port;
 use serde::Serialize;
+
+use crate::reconcile::health::{HealthBoard, HealthSnapshot};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,17 +35,21 @@ pub struct ContainerStatus {
     pub id: Option<String>,
     pub image: String,
     pub image_digest: Option<String>,
-    /// pulling | created | running | exited | failed
+    /// pulling | created | running | exited | failed, or `waiting` when it was never
+    /// created because something it needs is not there yet (see `waitingFor`).
     pub state: String,
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
-    /// Why it ended: OOMKilled, Error or Completed.
-    pub reason: Option<String>,
+    /// Why it is in its state: Completed, Error, OOMKilled, StartError, SetupError, ShimLost,
+    /// Unhealthy, NetworkChanged, RolledBack.
+    pub reason: Option<Reason>,
+    /// Restarts over its whole life.
     pub restart_count: u32,
     pub spec_hash: Option<String>,
     /// The last error, verbatim.
     pub message: Option<String>,
     pub source_file: Option<String>,
+    /// Unix seconds.
     pub created_at: Option<u64>,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
@@ -53,33 +59,81 @@ pub struct ContainerStatus {
     /// Its published ports as `docker ps` shows them (`0.0.0.0:8080->80/tcp`), while they
     /// are published.
     pub ports: Vec<String>,
+    /// Its health, while it runs with a healthcheck.
+    pub health: Option<HealthSnapshot>,
+    /// What keeps it from starting (or from going) now: `db to be healthy`, `network front
+    /// to be ready`, `restart back-off (8s)`.
+    pub waiting_for: Option<String>,
+    /// The restart back-off it waits out now, like `8s`.
+    pub backoff: Option<String>,
+    /// Unix seconds when it is started again, while it waits out a back-off.
+    pub next_restart_at: Option<u64>,
+    /// A revision of its manifest that was rolled back, not tried again until the manifest
+    /// changes.
+    pub rejected_revision: Option<String>,
+    /// While an update has not proved itself: the revision it would roll back to.
+    pub rollback_to: Option<String>,
+}
+
+/// What the planner says a container waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub waiting_for: String,
+    /// Unix ms of a timed wait (back-off, retry).
+    pub until_ms: Option<u64>,
+    pub backoff: Option<String>,
 }
 
 impl ContainerStatus {
-    pub fn from_record(r: &ContainerRecord) -> ContainerStatus {
+    fn empty(name: &str) -> ContainerStatus {
         ContainerStatus {
-            name: r.name.clone(),
+            name: name.to_string(),
+            id: None,
+            image: String::new(),
+            image_digest: None,
+            state: String::new(),
+            pid: None,
+            exit_code: None,
+            reason: None,
+            restart_count: 0,
+            spec_hash: None,
+            message: None,
+            source_file: None,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            pull: None,
+            networks: Vec::new(),
+            ports: Vec::new(),
+            health: None,
+            waiting_for: None,
+            backoff: None,
+            next_restart_at: None,
+            rejected_revision: None,
+            rollback_to: None,
+        }
+    }
+
+    pub fn from_record(r: &ContainerRecord) -> ContainerStatus {
+        let running = r.state == ContainerState::Running;
+        ContainerStatus {
             id: Some(r.id.clone()),
             image: r.image.clone(),
             image_digest: r.image_digest.clone(),
-            state: r.state.clone(),
-            pid: if r.state == "running" {
-                r.init_pid
-            } else {
-                None
-            },
+            state: r.state.as_str().to_string(),
+            pid: if running { r.init_pid } else { None },
             exit_code: r.exit_code,
-            reason: r.reason.clone(),
+            reason: r.reason,
             restart_count: r.restart_count,
             spec_hash: Some(r.spec_hash.clone()),
             message: r.message.clone(),
             source_file: Some(r.source_file.clone()),
-            created_at: Some(r.created_at),
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            pull: None,
-            networks: Vec::new(),
-            ports: Vec::new(),
+            created_at: Some(r.created_at_ms / 1000),
+            started_at: r.started_at_ms.map(|t| t / 1000),
+            finished_at: r.finished_at_ms.map(|t| t / 1000),
+            rejected_revision: r.rejected_hash.clone(),
+            rollback_to: r.rollout.as_ref().map(|ro| ro.previous.spec_hash.clone()),
+            ..ContainerStatus::empty(&r.name)
         }
     }
 
@@ -104,6 +158,14 @@ impl ContainerStatus {
             }));
         }
     }
+
+    fn add_wait(&mut self, w: &Wait) {
+        self.waiting_for = Some(w.waiting_for.clone());
+        self.backoff = w.backoff.clone();
+        if w.backoff.is_some() {
+            self.next_restart_at = w.until_ms.map(|t| t.div_ceil(1000));
+        }
+    }
 }
 
 /// The status message of a container whose manifest file does not load.
@@ -124,6 +186,10 @@ struct Live {
     manifest_errors: BTreeMap<String, (String, String)>,
     /// Manifest file → its error, for files too broken to say which objects they hold.
     file_errors: BTreeMap<String, String>,
+    /// Container name → what it waits for, from the last plan.
+    waiting: BTreeMap<String, Wait>,
+    /// The last plan held back removals: the manifest directory holds no object.
+    prune_blocked: bool,
 }
 
 impl LiveStatus {
@@ -149,12 +215,27 @@ impl LiveStatus {
         live.file_errors = by_file;
     }
 
+    pub fn set_waiting(&self, waiting: BTreeMap<String, Wait>) {
+        self.lock().waiting = waiting;
+    }
+
+    pub fn set_prune_blocked(&self, blocked: bool) {
+        self.lock().prune_blocked = blocked;
+    }
+
+    /// Whether the last pass held back removals (the prune guard).
+    pub fn prune_blocked(&self) -> bool {
+        self.lock().prune_blocked
+    }
+
     /// Merges records and their leases with the live view. A container named only by a
-    /// manifest that does not load shows up as `failed` with the file's error.
+    /// manifest that does not load shows up as `failed` with the file's error; one that was
+    /// never created because it waits for something shows up as `waiting`.
     pub fn view(
         &self,
         records: &[ContainerRecord],
         leases: &[LeaseRecord],
+        health: &HealthBoard,
     ) -> Vec<ContainerStatus> {
         let live = self.lock();
         let mut out: BTreeMap<String, ContainerStatus> = BTreeMap::new();
@@ -164,39 +245,35 @@ impl LiveStatus {
                 leases.iter().filter(|l| l.container_id == r.id).collect();
             s.add_leases(&mine);
             s.pull = live.pulls.get(&r.name).cloned();
+            if r.state == ContainerState::Running {
+                s.health = health.get(&r.id);
+            }
             if let Some(error) = live.file_errors.get(&r.source_file) {
                 s.message = Some(frozen_message(&r.source_file, error));
             }
+            if let Some(w) = live.waiting.get(&r.name) {
+                s.add_wait(w);
+            }
             out.insert(r.name.clone(), s);
+        }
+        for (name, w) in &live.waiting {
+            if !out.contains_key(name) {
+                let mut s = ContainerStatus::empty(name);
+                s.state = "waiting".into();
+                s.add_wait(w);
+                out.insert(name.clone(), s);
+            }
         }
         for (name, (file, error)) in &live.manifest_errors {
             let msg = frozen_message(file, error);
             match out.get_mut(name) {
                 Some(s) => s.message = Some(msg),
                 None => {
-                    out.insert(
-                        name.clone(),
-                        ContainerStatus {
-                            name: name.clone(),
-                            id: None,
-                            image: String::new(),
-                            image_digest: None,
-                            state: "failed".into(),
-                            pid: None,
-                            exit_code: None,
-                            reason: None,
-                            restart_count: 0,
-                            spec_hash: None,
-                            message: Some(format!("manifest {file} does not load: {error}")),
-                            source_file: Some(file.clone()),
-                            created_at: None,
-                            started_at: None,
-                            finished_at: None,
-                            pull: None,
-                            networks: Vec::new(),
-                            ports: Vec::new(),
-                        },
-                    );
+                    let mut s = ContainerStatus::empty(name);
+                    s.state = "failed".into();
+                    s.message = Some(format!("manifest {file} does not load: {error}"));
+                    s.source_file = Some(file.clone());
+                    out.insert(name.clone(), s);
                 }
             }
         }

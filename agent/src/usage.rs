@@ -34,8 +34,10 @@ impl Usage {
     /// The usage of every running container in `records`, in their order. A container whose
     /// cgroup cannot be read (it stopped a moment ago) is left out.
     pub async fn collect(&self, records: &[ContainerRecord]) -> Vec<ContainerUsage> {
-        let running: Vec<&ContainerRecord> =
-            records.iter().filter(|r| r.state == "running").collect();
+        let running: Vec<&ContainerRecord> = records
+            .iter()
+            .filter(|r| r.state == berth_engine::state::ContainerState::Running)
+            .collect();
         let ids: Vec<String> = running.iter().map(|r| r.id.clone()).collect();
         let runtime = self.runtime.clone();
         let cgroups = {

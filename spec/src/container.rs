@@ -198,11 +198,53 @@ pub enum DependencyCondition {
     Completed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+/// How a changed container replaces the running one, and when an update is rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Update {
     #[serde(default)]
     pub strategy: UpdateStrategy,
+    /// Without a healthcheck, an updated container is ready once it has run this long.
+    // Defaults are left out of the JSON so objects written before these fields existed keep
+    // their spec hash.
+    #[serde(
+        default = "default_min_ready",
+        skip_serializing_if = "is_default_min_ready"
+    )]
+    pub min_ready: DurationSpec,
+    /// An updated container that is not ready (healthy, or running for `minReady`) this long
+    /// after the update is put back on its previous revision.
+    #[serde(
+        default = "default_rollback_after",
+        skip_serializing_if = "is_default_rollback_after"
+    )]
+    pub rollback_after: DurationSpec,
+}
+
+fn default_min_ready() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+
+fn default_rollback_after() -> DurationSpec {
+    DurationSpec::from_secs(300)
+}
+
+fn is_default_min_ready(d: &DurationSpec) -> bool {
+    *d == default_min_ready()
+}
+
+fn is_default_rollback_after(d: &DurationSpec) -> bool {
+    *d == default_rollback_after()
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            strategy: UpdateStrategy::default(),
+            min_ready: default_min_ready(),
+            rollback_after: default_rollback_after(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]

@@ -9,6 +9,21 @@ use crate::object::Object;
 /// 2: `metadata.annotations` left out of the hash.
 pub const HASH_SCHEMA_VERSION: &str = "berth-spec-hash/2";
 
+/// Version of the runtime hash ([`runtime_hash`]).
+pub const RUNTIME_HASH_VERSION: &str = "berth-runtime-hash/1";
+
+/// Container fields berth applies to a running container without recreating it: they steer
+/// the agent (restarts, probes, order, updates, how to stop, when to pull), not the process.
+pub const LIVE_FIELDS: [&str; 7] = [
+    "restartPolicy",
+    "healthcheck",
+    "dependsOn",
+    "update",
+    "stopSignal",
+    "stopTimeout",
+    "imagePullPolicy",
+];
+
 /// `sha256:` and the hex digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -68,6 +83,36 @@ fn hashed_json(object: &Object) -> String {
     out
 }
 
+/// `sha256:<hex>` over what a running object is made of: the canonical JSON without
+/// annotations and without the [`LIVE_FIELDS`] of a container, and its env files' digests.
+/// Two revisions with the same runtime hash run the same process: a change between them is
+/// applied without recreating the container.
+pub fn runtime_hash(object: &Object, env_file_digests: &[String]) -> String {
+    let mut value =
+        serde_json::to_value(object).expect("manifest objects always serialize to json");
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("annotations");
+    }
+    if matches!(object, Object::Container(_)) {
+        if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+            for f in LIVE_FIELDS {
+                spec.remove(f);
+            }
+        }
+    }
+    let mut json = String::new();
+    write_canonical(&value, &mut json);
+    let mut h = Sha256::new();
+    h.update(RUNTIME_HASH_VERSION.as_bytes());
+    h.update(b"\n");
+    h.update(json.as_bytes());
+    for digest in env_file_digests {
+        h.update(b"\nenvFile ");
+        h.update(digest.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// `sha256:<hex>` over the schema version, the canonical JSON without annotations and the
 /// digests of the object's env files (in `envFiles` order, each as returned by
 /// [`sha256_digest`]).
@@ -117,6 +162,49 @@ mod tests {
             spec_hash(&web(&["a"]), &[env]),
             spec_hash(&web(&["a"]), &[sha256_digest(b"A=2\n")])
         );
+    }
+
+    #[test]
+    fn runtime_hash_ignores_live_fields_only() {
+        let base = web(&["a"]);
+        let (h, r) = (spec_hash(&base, &[]), runtime_hash(&base, &[]));
+        assert_ne!(h, r, "the two hashes are versioned apart");
+        let mut live = base.clone();
+        if let Object::Container(c) = &mut live {
+            c.spec.restart_policy = crate::RestartPolicy::Never;
+            c.spec.stop_timeout = crate::DurationSpec::from_secs(3);
+            c.spec.update.strategy = crate::UpdateStrategy::KillThenDownload;
+            c.spec.depends_on.push(crate::Dependency {
+                name: "db".into(),
+                condition: crate::DependencyCondition::Started,
+            });
+        }
+        assert_ne!(spec_hash(&live, &[]), h, "a new revision");
+        assert_eq!(runtime_hash(&live, &[]), r, "the same process");
+        assert_ne!(runtime_hash(&web(&["b"]), &[]), r);
+        assert_ne!(
+            runtime_hash(&base, &[sha256_digest(b"A=1\n")]),
+            r,
+            "env files are part of the process"
+        );
+    }
+
+    #[test]
+    fn objects_without_the_new_update_and_probe_fields_keep_their_hash() {
+        // Written by berth before minReady, rollbackAfter and startInterval existed: their
+        // defaults must not show up in the canonical JSON, or every container would be
+        // recreated by an upgrade.
+        let mut spec = ContainerSpec::new("busybox:1.36");
+        spec.healthcheck = Some(serde_yaml::from_str("{tcp: {port: 80}}").unwrap());
+        let json = canonical_json(&Object::Container(Container {
+            metadata: Metadata::named("web"),
+            spec,
+        }));
+        assert!(
+            json.contains(r#""update":{"strategy":"DownloadThenKill"}"#),
+            "{json}"
+        );
+        assert!(!json.contains("startInterval"), "{json}");
     }
 
     #[test]

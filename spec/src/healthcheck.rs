@@ -1,4 +1,5 @@
-//! Container health checks: an exec, HTTP or TCP probe and its timing.
+//! Container health checks: an exec, HTTP or TCP probe and its timing, with Docker's
+//! defaults (interval 30s, timeout 30s, retries 3, startPeriod 0s, startInterval 5s).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -13,8 +14,10 @@ pub struct Healthcheck {
     pub timeout: DurationSpec,
     /// Consecutive failures before the container counts as unhealthy.
     pub retries: u32,
-    /// Failures during this time after start do not count.
+    /// Failures during this time after start do not count (a success ends it early).
     pub start_period: DurationSpec,
+    /// Time between probes during the start period.
+    pub start_interval: DurationSpec,
     pub on_unhealthy: OnUnhealthy,
 }
 
@@ -46,12 +49,17 @@ pub struct TcpProbe {
     pub port: u16,
 }
 
+/// What berth does when the container turns unhealthy (podman's `--health-on-failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnhealthy {
+    /// Only report it (status, metric).
     #[default]
-    Restart,
     None,
+    /// Stop the container and start it again (with the restart back-off).
+    Restart,
+    /// Stop the container and leave it stopped until its manifest changes.
+    Stop,
 }
 
 fn root_path() -> String {
@@ -62,10 +70,11 @@ fn probe_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     crate::port::port_number(d)
 }
 
-const DEFAULT_INTERVAL: DurationSpec = DurationSpec::from_secs(10);
-const DEFAULT_TIMEOUT: DurationSpec = DurationSpec::from_secs(2);
+const DEFAULT_INTERVAL: DurationSpec = DurationSpec::from_secs(30);
+const DEFAULT_TIMEOUT: DurationSpec = DurationSpec::from_secs(30);
 const DEFAULT_RETRIES: u32 = 3;
 const DEFAULT_START_PERIOD: DurationSpec = DurationSpec::from_secs(0);
+const DEFAULT_START_INTERVAL: DurationSpec = DurationSpec::from_secs(5);
 
 /// A health check: exactly one of `exec`, `http` or `tcp`, plus its timing.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -92,6 +101,8 @@ pub(crate) struct HealthcheckFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_period: Option<DurationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_interval: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     on_unhealthy: Option<OnUnhealthy>,
 }
 
@@ -112,13 +123,19 @@ impl TryFrom<HealthcheckFields> for Healthcheck {
         };
         let interval = f.interval.unwrap_or(DEFAULT_INTERVAL);
         let timeout = f.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        if interval.millis() == 0 {
-            return Err("healthcheck interval must be more than 0s; hint: for example 10s".into());
+        let start_interval = f.start_interval.unwrap_or(DEFAULT_START_INTERVAL);
+        // Docker refuses intervals under 1ms; anything that fast is a typo for seconds.
+        for (field, d) in [("interval", interval), ("startInterval", start_interval)] {
+            if d.millis() < 100 {
+                return Err(format!(
+                    "healthcheck {field} {d} is too short; hint: at least 100ms, for example 10s"
+                ));
+            }
         }
-        if timeout.millis() == 0 || timeout > interval {
-            return Err(format!(
-                "healthcheck timeout {timeout} must be more than 0s and at most the interval {interval}; hint: for example timeout: 2s"
-            ));
+        if timeout.millis() == 0 {
+            return Err(
+                "healthcheck timeout must be more than 0s; hint: for example timeout: 2s".into(),
+            );
         }
         let retries = f.retries.unwrap_or(DEFAULT_RETRIES);
         if retries == 0 {
@@ -130,6 +147,7 @@ impl TryFrom<HealthcheckFields> for Healthcheck {
             timeout,
             retries,
             start_period: f.start_period.unwrap_or(DEFAULT_START_PERIOD),
+            start_interval,
             on_unhealthy: f.on_unhealthy.unwrap_or_default(),
         })
     }
@@ -151,6 +169,10 @@ impl From<Healthcheck> for HealthcheckFields {
             timeout: Some(h.timeout),
             retries: Some(h.retries),
             start_period: Some(h.start_period),
+            // Left out at its default, so objects written before the field existed keep their
+            // spec hash.
+            start_interval: (h.start_interval != DEFAULT_START_INTERVAL)
+                .then_some(h.start_interval),
             on_unhealthy: Some(h.on_unhealthy),
         }
     }
@@ -164,11 +186,12 @@ mod tests {
     fn defaults_apply() {
         let h: Healthcheck = serde_yaml::from_str("{tcp: {port: 80}}").unwrap();
         assert_eq!(h.probe, Probe::Tcp(TcpProbe { port: 80 }));
-        assert_eq!(h.interval.millis(), 10_000);
-        assert_eq!(h.timeout.millis(), 2_000);
+        assert_eq!(h.interval.millis(), 30_000);
+        assert_eq!(h.timeout.millis(), 30_000);
         assert_eq!(h.retries, 3);
         assert_eq!(h.start_period.millis(), 0);
-        assert_eq!(h.on_unhealthy, OnUnhealthy::Restart);
+        assert_eq!(h.start_interval.millis(), 5_000);
+        assert_eq!(h.on_unhealthy, OnUnhealthy::None);
         let h: Healthcheck = serde_yaml::from_str("{http: {port: 8080}, interval: 5s}").unwrap();
         assert_eq!(
             h.probe,
@@ -179,7 +202,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&h).unwrap(),
-            r#"{"http":{"port":8080,"path":"/"},"interval":"5s","timeout":"2s","retries":3,"startPeriod":"0s","onUnhealthy":"restart"}"#
+            r#"{"http":{"port":8080,"path":"/"},"interval":"5s","timeout":"30s","retries":3,"startPeriod":"0s","onUnhealthy":"none"}"#
         );
     }
 
@@ -189,8 +212,16 @@ mod tests {
             ("{interval: 5s}", "needs exactly one of exec, http or tcp"),
             ("{exec: [], interval: 5s}", "healthcheck exec is empty"),
             (
-                "{tcp: {port: 1}, timeout: 20s}",
-                "must be more than 0s and at most the interval 10s",
+                "{tcp: {port: 1}, timeout: 0s}",
+                "timeout must be more than 0s",
+            ),
+            (
+                "{tcp: {port: 1}, interval: 10ms}",
+                "interval 10ms is too short",
+            ),
+            (
+                "{tcp: {port: 1}, startInterval: 0s}",
+                "startInterval 0s is too short",
             ),
             ("{tcp: {port: 1}, retries: 0}", "retries must be at least 1"),
         ];

@@ -51,14 +51,19 @@ pub use container::{
 };
 pub use duration::{DurationError, DurationSpec};
 pub use guard::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};
-pub use hash::{canonical_json, sha256_digest, spec_hash, HASH_SCHEMA_VERSION};
+pub use hash::{
+    canonical_json, runtime_hash, sha256_digest, spec_hash, HASH_SCHEMA_VERSION, LIVE_FIELDS,
+};
 pub use healthcheck::{Healthcheck, HttpProbe, OnUnhealthy, Probe, TcpProbe};
 pub use image::ImageRef;
 pub use load::{is_manifest_name, load_dir, load_files, FileReport, LoadResult, Loaded, Source};
 pub use mount::{Device, DevicePermissions, Mount, MountSource, Tmpfs};
 pub use names::dns_label_error;
 pub use network::{Macvlan, MacvlanMode, NetworkDriver, NetworkSpec, Subnet, SubnetError};
-pub use object::{Container, Kind, Metadata, Network, Object, ObjectRef, Volume, API_VERSION};
+pub use object::{
+    Container, Kind, Metadata, Network, Object, ObjectRef, Volume, API_VERSION, PRUNE_ANNOTATION,
+    PRUNE_DISABLED,
+};
 pub use port::{Port, Protocol};
 pub use problem::Problem;
 pub use quantity::{ByteSize, Cpus, QuantityError};

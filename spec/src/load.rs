@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::document::split;
 use crate::guard::MAX_FILE_BYTES;
-use crate::hash::{sha256_digest, spec_hash};
+use crate::hash::{runtime_hash, sha256_digest, spec_hash};
 use crate::object::{Object, ObjectRef};
 use crate::parse::{env_files, parse_document};
 use crate::place::locate_text;
@@ -50,8 +50,11 @@ pub struct FileReport {
 pub struct Loaded {
     pub object: Object,
     pub source: Source,
-    /// The canonical spec hash, `sha256:<hex>`.
+    /// The canonical spec hash, `sha256:<hex>`: the revision of the object.
     pub hash: String,
+    /// What the running object is made of ([`crate::runtime_hash`]): a container is recreated
+    /// only when this changes.
+    pub runtime_hash: String,
 }
 
 /// Where a document starts: its file and the 1-based line and column of its first content.
@@ -76,7 +79,8 @@ pub(crate) struct DocEntry {
     pub object_ref: Option<ObjectRef>,
     pub start: (usize, usize),
     pub object: Option<Object>,
-    pub hash: Option<String>,
+    /// (spec hash, runtime hash), once the object and its env files are read.
+    pub hash: Option<(String, String)>,
     /// The document's text and line offset, to place problems found later.
     pub text: String,
     pub line_offset: usize,
@@ -274,7 +278,7 @@ fn parse_file(path: PathBuf, bytes: Result<Vec<u8>, String>) -> FileEntry {
                 }
             }
             if digests.len() == env_files(object).len() {
-                hash = Some(spec_hash(object, &digests));
+                hash = Some((spec_hash(object, &digests), runtime_hash(object, &digests)));
             }
         }
         entry.docs.push(DocEntry {
@@ -350,7 +354,7 @@ fn finish(dir_problems: Vec<Problem>, mut files: Vec<FileEntry>) -> LoadResult {
         };
         if f.problems.is_empty() {
             for d in f.docs {
-                if let (Some(object), Some(hash)) = (d.object, d.hash) {
+                if let (Some(object), Some((hash, runtime_hash))) = (d.object, d.hash) {
                     result.objects.push(Loaded {
                         object,
                         source: Source {
@@ -359,6 +363,7 @@ fn finish(dir_problems: Vec<Problem>, mut files: Vec<FileEntry>) -> LoadResult {
                             column: d.start.1,
                         },
                         hash,
+                        runtime_hash,
                     });
                 }
             }

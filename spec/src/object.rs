@@ -87,6 +87,11 @@ pub struct Metadata {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The annotation that keeps an object when its manifest goes away.
+pub const PRUNE_ANNOTATION: &str = "berth/prune";
+/// Its one accepted value.
+pub const PRUNE_DISABLED: &str = "disabled";
+
 impl Metadata {
     pub fn named(name: impl Into<String>) -> Self {
         Metadata {
@@ -94,6 +99,11 @@ impl Metadata {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
         }
+    }
+
+    /// `berth/prune: "disabled"`: berth keeps the object when its manifest goes away.
+    pub fn prune_disabled(&self) -> bool {
+        self.annotations.get(PRUNE_ANNOTATION).map(String::as_str) == Some(PRUNE_DISABLED)
     }
 }
 

@@ -10,7 +10,9 @@ use crate::container::{ContainerSpec, NetworkMode};
 use crate::document::Chunk;
 use crate::guard::{Breach, Guard, Top, MAX_DEPTH, MAX_NODES};
 use crate::network::NetworkSpec;
-use crate::object::{Container, Kind, Metadata, Network, Object, ObjectRef, Volume, API_VERSION};
+use crate::object::{
+    Container, Kind, Metadata, Network, Object, ObjectRef, Volume, API_VERSION, PRUNE_DISABLED,
+};
 use crate::place::locate;
 use crate::problem::{Problem, HINT_SEPARATOR};
 use crate::suggest;
@@ -284,12 +286,32 @@ fn typed<S: DeserializeOwned>(ctx: &mut Ctx<'_>, kind: Kind) -> Option<(Metadata
     match serde_yaml::from_str::<Doc<S>>(ctx.chunk.text) {
         Ok(doc) => {
             ctx.object_ref = Some(ObjectRef::new(kind, doc.metadata.name.clone()));
+            check_annotations(ctx, &doc.metadata);
             Some((doc.metadata, doc.spec))
         }
         Err(err) => {
             ctx.yaml(&err, None);
             None
         }
+    }
+}
+
+/// Annotations under `berth/` are berth's own: only the ones it implements are accepted.
+fn check_annotations(ctx: &mut Ctx<'_>, metadata: &Metadata) {
+    for (key, value) in &metadata.annotations {
+        let Some(name) = key.strip_prefix("berth/") else {
+            continue;
+        };
+        let problem = match name {
+            "prune" if value == PRUNE_DISABLED => continue,
+            "prune" => format!(
+                "annotation berth/prune: `{value}` is not supported{HINT_SEPARATOR}write berth/prune: \"disabled\" to keep the object when its manifest goes, or remove it"
+            ),
+            _ => format!(
+                "annotation `{key}` is not supported yet{HINT_SEPARATOR}berth knows berth/prune; other annotations must not start with berth/"
+            ),
+        };
+        ctx.push(locate(ctx.chunk, key), &problem);
     }
 }
 
@@ -378,6 +400,16 @@ fn check_container(ctx: &mut Ctx<'_>, metadata: &Metadata, spec: &ContainerSpec)
                 ),
             );
         }
+    }
+    let update = &spec.update;
+    if update.rollback_after <= update.min_ready {
+        ctx.push(
+            locate(chunk, "update"),
+            &format!(
+                "update.rollbackAfter {} must be longer than update.minReady {}{HINT_SEPARATOR}an update needs time to become ready before it is judged, like rollbackAfter: 5m",
+                update.rollback_after, update.min_ready
+            ),
+        );
     }
     let mut nets = BTreeSet::new();
     for n in &spec.networks {

@@ -18,3 +18,12 @@ pub enum ReclaimPolicy {
     /// Delete the volume and its data when the manifest goes away.
     Delete,
 }
+
+impl ReclaimPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReclaimPolicy::Retain => "Retain",
+            ReclaimPolicy::Delete => "Delete",
+        }
+    }
+}

@@ -113,7 +113,8 @@ fn random_container(rng: &mut Rng, name: &str, host_port: u16) -> Object {
             timeout: DurationSpec::from_millis(1 + rng.below(interval.millis())),
             retries: 1 + rng.below(5) as u32,
             start_period: DurationSpec::from_millis(rng.below(100_000)),
-            on_unhealthy: *rng.pick(&[OnUnhealthy::Restart, OnUnhealthy::None]),
+            start_interval: DurationSpec::from_millis(100 + rng.below(10_000)),
+            on_unhealthy: *rng.pick(&[OnUnhealthy::Restart, OnUnhealthy::None, OnUnhealthy::Stop]),
         });
     }
     if rng.chance(30) {

@@ -80,7 +80,11 @@ async fn list_images(
         }
     };
     let records = state.db.list_containers().map_err(super::db_unavailable)?;
-    let containers = state.live.view(&records, &[]);
+    let containers = state.live.view(
+        &records,
+        &[],
+        &crate::reconcile::health::HealthBoard::default(),
+    );
 
     let mut out: BTreeMap<String, ImageStatus> = stored
         .into_iter()
@@ -152,20 +156,25 @@ mod tests {
             id: format!("{name}-1"),
             source_file: format!("/m/{name}.yaml"),
             spec_hash: "sha256:aa".into(),
+            runtime_hash: None,
             spec_json: "{}".into(),
             image: image.into(),
             image_digest: digest.map(str::to_string),
-            state: state.into(),
+            state: state.parse().unwrap(),
             shim_pid: None,
             shim_start_time: None,
             init_pid: None,
             exit_code: None,
             restart_count: 0,
             message: None,
-            created_at: 10,
-            started_at: None,
-            finished_at: None,
+            created_at_ms: 10,
+            started_at_ms: None,
+            finished_at_ms: None,
             reason: None,
+            backoff_streak: 0,
+            ever_ran: true,
+            rollout: None,
+            rejected_hash: None,
         }
     }
 

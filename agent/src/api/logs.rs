@@ -149,7 +149,7 @@ impl Follower {
             }
             let running = matches!(
                 self.state.db.get_container(&self.name),
-                Ok(Some(r)) if r.id == self.id && r.state == "running"
+                Ok(Some(r)) if r.id == self.id && r.state == berth_engine::state::ContainerState::Running
             );
             if !running {
                 // One last look: the shim may have written the final lines just now.

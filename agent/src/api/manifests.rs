@@ -24,6 +24,8 @@ pub struct ManifestsView {
     /// Problems of the directory itself (missing, unreadable, a file name that is not UTF-8):
     /// while there are any, every object is frozen.
     pub problems: Vec<Problem>,
+    /// The directory holds no object and `allowEmpty` is off: berth removes nothing.
+    pub prune_blocked: bool,
 }
 
 #[derive(Debug, PartialEq, Serialize)]
@@ -105,7 +107,8 @@ pub fn view(
                         .flatten();
                     let running_last_good = (o.kind == Kind::Container).then(|| {
                         record.is_some_and(|r| {
-                            r.state == "running" && Some(&r.spec_hash) == last_good_hash.as_ref()
+                            r.state == berth_engine::state::ContainerState::Running
+                                && Some(&r.spec_hash) == last_good_hash.as_ref()
                         })
                     });
                     ObjectView {
@@ -113,7 +116,7 @@ pub fn view(
                         name: o.name.clone(),
                         hash,
                         last_good_hash,
-                        state: record.map(|r| r.state.clone()),
+                        state: record.map(|r| r.state.as_str().to_string()),
                         running_hash: record.map(|r| r.spec_hash.clone()),
                         running_last_good,
                     }
@@ -138,6 +141,7 @@ pub fn view(
             .filter(|p| !listed.contains(&p.file))
             .cloned()
             .collect(),
+        prune_blocked: false,
     }
 }
 
@@ -159,7 +163,9 @@ pub async fn get_manifests(State(state): State<Arc<ApiState>>) -> Response {
         }
     };
     let dir = state.last_load.dir().display().to_string();
-    Json(view(&dir, seen.at, &seen.load, &last_good, &records)).into_response()
+    let mut v = view(&dir, seen.at, &seen.load, &last_good, &records);
+    v.prune_blocked = state.live.prune_blocked();
+    Json(v).into_response()
 }
 
 #[cfg(test)]
@@ -178,20 +184,25 @@ mod tests {
             id: format!("{name}-1"),
             source_file: format!("/m/{name}.yaml"),
             spec_hash: hash.into(),
+            runtime_hash: None,
             spec_json: "{}".into(),
             image: "busybox:1.36".into(),
             image_digest: None,
-            state: state.into(),
+            state: state.parse().unwrap(),
             shim_pid: None,
             shim_start_time: None,
             init_pid: None,
             exit_code: None,
             restart_count: 0,
             message: None,
-            created_at: 0,
-            started_at: None,
-            finished_at: None,
+            created_at_ms: 0,
+            started_at_ms: None,
+            finished_at_ms: None,
             reason: None,
+            backoff_streak: 0,
+            ever_ran: true,
+            rollout: None,
+            rejected_hash: None,
         }
     }
 

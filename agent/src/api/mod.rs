@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_engine::state::{ContainerRecord, StateDb};
+use berth_engine::state::{ContainerRecord, ContainerState, StateDb};
 use serde_json::json;
 
 use crate::metrics::Metrics;
@@ -31,6 +31,10 @@ pub struct ApiState {
     pub last_load: Arc<crate::reconcile::last_load::LastLoad>,
     /// Where the running containers' resource usage is read from.
     pub usage: Arc<Usage>,
+    /// The health of running containers, from their monitors.
+    pub health: Arc<crate::reconcile::health::HealthBoard>,
+    /// `allowEmpty` of the agent config, for the plan.
+    pub allow_empty: bool,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -73,6 +77,8 @@ impl ApiState {
                 )),
                 networks: None,
             }),
+            health: Arc::default(),
+            allow_empty: false,
         }
     }
 }
@@ -125,7 +131,7 @@ fn containers(state: &ApiState) -> Result<Vec<ContainerStatus>, ApiError> {
         tracing::warn!(error = %e, "read network leases for the api");
         Vec::new()
     });
-    Ok(state.live.view(&records(state)?, &leases))
+    Ok(state.live.view(&records(state)?, &leases, &state.health))
 }
 
 async fn list_containers(
@@ -174,7 +180,7 @@ async fn get_container_usage(
                 format!("no container named {name:?}"),
             )
         })?;
-    if record.state != "running" {
+    if record.state != ContainerState::Running {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!(
@@ -226,20 +232,25 @@ mod tests {
             id: "web-1".into(),
             source_file: "/m/web.yaml".into(),
             spec_hash: "sha256:aa".into(),
+            runtime_hash: None,
             spec_json: "{}".into(),
             image: "docker.io/library/busybox:1.36".into(),
             image_digest: Some("sha256:bb".into()),
-            state: "running".into(),
+            state: "running".parse().unwrap(),
             shim_pid: Some(5),
             shim_start_time: Some(1),
             init_pid: Some(6),
             exit_code: None,
             restart_count: 1,
             message: None,
-            created_at: 10,
-            started_at: Some(11),
-            finished_at: None,
+            created_at_ms: 10,
+            started_at_ms: Some(11),
+            finished_at_ms: None,
             reason: None,
+            backoff_streak: 0,
+            ever_ran: true,
+            rollout: None,
+            rejected_hash: None,
         })
         .unwrap();
         Arc::new(ApiState::for_tests(Arc::new(db), dir))
@@ -404,7 +415,7 @@ mod tests {
 
         // Not running: nothing to report, and said so.
         let mut rec = st.db.get_container("web").unwrap().unwrap();
-        rec.state = "exited".into();
+        rec.state = ContainerState::Exited;
         st.db.put_container(&rec).unwrap();
         let (status, body) = call(app.clone(), "GET", "/v1/containers/web/stats").await;
         assert_eq!(status, StatusCode::CONFLICT);

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{error, ApiState};
-use crate::reconcile::{last_good, now_unix, preview};
+use crate::reconcile::{last_good, preview};
 
 /// The container records and last-good rows; `None` (logged) when the db fails.
 fn read_state(state: &ApiState) -> Option<(Vec<ContainerRecord>, Vec<LastGoodRecord>)> {
@@ -54,7 +54,8 @@ pub async fn get_plan(State(state): State<Arc<ApiState>>) -> Response {
         &good,
         &records,
         &dir,
-        now_unix(),
+        crate::reconcile::Clock::system().now_ms(),
+        state.allow_empty,
     ))
     .into_response()
 }
@@ -65,6 +66,7 @@ pub async fn get_state(State(state): State<Arc<ApiState>>) -> Response {
             "manifests": state.last_load.dir(),
             "containers": containers,
             "lastGood": last_good,
+            "allowEmpty": state.allow_empty,
         }))
         .into_response(),
         None => db_unavailable(),
@@ -77,57 +79,11 @@ pub async fn get_state(State(state): State<Arc<ApiState>>) -> Response {
 pub struct AgentState {
     /// The agent's manifest directory.
     pub manifests: PathBuf,
-    pub containers: Vec<RecordWire>,
+    pub containers: Vec<ContainerRecord>,
     pub last_good: Vec<LastGoodRecord>,
-}
-
-/// A [`ContainerRecord`] as the API serializes it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordWire {
-    name: String,
-    id: String,
-    source_file: String,
-    spec_hash: String,
-    spec_json: String,
-    image: String,
-    image_digest: Option<String>,
-    state: String,
-    shim_pid: Option<i32>,
-    shim_start_time: Option<u64>,
-    init_pid: Option<i32>,
-    exit_code: Option<i32>,
-    restart_count: u32,
-    message: Option<String>,
-    created_at: u64,
-    started_at: Option<u64>,
-    finished_at: Option<u64>,
-    reason: Option<String>,
-}
-
-impl From<RecordWire> for ContainerRecord {
-    fn from(w: RecordWire) -> ContainerRecord {
-        ContainerRecord {
-            name: w.name,
-            id: w.id,
-            source_file: w.source_file,
-            spec_hash: w.spec_hash,
-            spec_json: w.spec_json,
-            image: w.image,
-            image_digest: w.image_digest,
-            state: w.state,
-            shim_pid: w.shim_pid,
-            shim_start_time: w.shim_start_time,
-            init_pid: w.init_pid,
-            exit_code: w.exit_code,
-            restart_count: w.restart_count,
-            message: w.message,
-            created_at: w.created_at,
-            started_at: w.started_at,
-            finished_at: w.finished_at,
-            reason: w.reason,
-        }
-    }
+    /// `allowEmpty` of the agent config.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 #[cfg(test)]
@@ -154,20 +110,25 @@ mod tests {
             id: "web-1".into(),
             source_file: "/m/web.yaml".into(),
             spec_hash: loaded.hash.clone(),
+            runtime_hash: None,
             spec_json: serde_json::to_string(&c.spec).unwrap(),
             image: c.spec.image.clone(),
             image_digest: Some("sha256:bb".into()),
-            state: "running".into(),
+            state: "running".parse().unwrap(),
             shim_pid: Some(5),
             shim_start_time: Some(1),
             init_pid: Some(6),
             exit_code: None,
             restart_count: 2,
             message: Some("m".into()),
-            created_at: 10,
-            started_at: Some(11),
-            finished_at: None,
-            reason: Some("Error".into()),
+            created_at_ms: 10,
+            started_at_ms: Some(11),
+            finished_at_ms: None,
+            reason: Some("Error".parse().unwrap()),
+            backoff_streak: 0,
+            ever_ran: true,
+            rollout: None,
+            rejected_hash: None,
         };
         db.put_container(&record).unwrap();
         db.update_last_good(&[encode(loaded, 3)], &[]).unwrap();
@@ -204,7 +165,7 @@ mod tests {
         );
         assert_eq!(
             v["summary"],
-            json!({"create": 0, "recreate": 1, "remove": 0, "unchanged": 0, "frozen": 0})
+            json!({"create": 0, "recreate": 1, "update": 0, "remove": 0, "unchanged": 0, "frozen": 0})
         );
     }
 
@@ -216,8 +177,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let parsed: AgentState = serde_json::from_value(v).unwrap();
         assert_eq!(parsed.manifests, PathBuf::from("/m"));
-        let records: Vec<ContainerRecord> = parsed.containers.into_iter().map(Into::into).collect();
-        assert_eq!(records, [record]);
+        assert_eq!(parsed.containers, [record]);
         assert_eq!(parsed.last_good.len(), 1);
         assert_eq!(parsed.last_good[0].name, "web");
     }

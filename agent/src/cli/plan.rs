@@ -7,14 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use berth_engine::state::ContainerRecord;
 use berth_spec::LoadResult;
 
 use super::client::get;
 use crate::api::plan::AgentState;
 use crate::reconcile::last_good::decode_all;
-use crate::reconcile::now_unix;
 use crate::reconcile::preview::{preview, PlanAction, PlanReport};
+use crate::reconcile::Clock;
 
 pub struct PlanArgs {
     /// The directory to plan; the agent's own manifest directory when `None`.
@@ -43,13 +42,13 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     for e in errors {
         eprintln!("berth: warning: {e}");
     }
-    let records: Vec<ContainerRecord> = state.containers.into_iter().map(Into::into).collect();
     let report = preview(
         &load,
         &good,
-        &records,
+        &state.containers,
         &state.manifests.display().to_string(),
-        now_unix(),
+        Clock::system().now_ms(),
+        state.allow_empty,
     );
     if args.json {
         println!(
@@ -117,7 +116,7 @@ pub fn render(report: &PlanReport) -> String {
     for e in &report.entries {
         let sign = match e.action {
             PlanAction::Create => '+',
-            PlanAction::Recreate => '~',
+            PlanAction::Recreate | PlanAction::Update => '~',
             PlanAction::Remove => '-',
             PlanAction::Frozen => '*',
             PlanAction::Keep => continue,
@@ -139,7 +138,7 @@ pub fn render(report: &PlanReport) -> String {
             let old = d.old.as_deref().unwrap_or("(unknown)");
             out.push_str(&format!("      image digest: {old} → {}\n", d.new));
         }
-        if let (PlanAction::Recreate, Some(note)) = (e.action, &e.note) {
+        if let (PlanAction::Recreate | PlanAction::Update, Some(note)) = (e.action, &e.note) {
             out.push_str(&format!("      ({note})\n"));
         }
     }
@@ -159,8 +158,13 @@ pub fn render(report: &PlanReport) -> String {
     } else {
         String::new()
     };
+    let update = if s.update > 0 {
+        format!(", {} to update in place", s.update)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\nPlan: {} to create, {} to recreate, {} to remove, {} unchanged{frozen}.\n",
+        "\nPlan: {} to create, {} to recreate{update}, {} to remove, {} unchanged{frozen}.\n",
         s.create, s.recreate, s.remove, s.unchanged
     ));
     out
@@ -212,6 +216,7 @@ mod tests {
                 web,
             ],
             summary: Summary {
+                update: 0,
                 create: 1,
                 recreate: 1,
                 remove: 1,

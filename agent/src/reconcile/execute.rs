@@ -1,353 +1,558 @@
-//! Carrying out one planned action against the engine, recording every step in the state db
-//! so a crash at any point leaves a record the next pass can finish from.
+//! Carrying out one planned action with an [`Engine`], recording every step in the state db
+//! so that a crash at any point leaves a record the next pass can finish from. Records are
+//! written only here, and the executor runs one action per object at a time, so no two
+//! writers race on a record.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use berth_engine::cgroups::Limits;
-use berth_engine::images::{Image, PullProgress};
-use berth_engine::runtime::logs::LogConfig;
-use berth_engine::runtime::security::SecurityConfig;
-use berth_engine::runtime::{resolve_process, ContainerRequest, ImageDefaults, ProcessOverrides};
-use berth_engine::state::ContainerRecord;
-use berth_spec::{ContainerSpec, PullPolicy};
+use berth_engine::images::{Image, ImageRef};
+use berth_engine::state::{
+    ContainerRecord, ContainerState, Reason, Revision, Rollout, StateDb, VolumeRecord,
+};
+use berth_spec::{ContainerSpec, PullPolicy, UpdateStrategy};
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::desired::DesiredContainer;
-use super::plan::Action;
-use super::{now_unix, Reconciler, Trigger};
-use crate::status::PullStatus;
+use super::action::{Action, RecreateReason};
+use super::backoff::Backoff;
+use super::desired::{DesiredContainer, DesiredVolume};
+use super::engine::{Engine, ExitWatch, StartError};
+use super::plan::recorded_spec;
+use super::{Clock, Trigger};
 
-/// Retry delay after a failed action (pull, start, stop).
-const RETRY_AFTER: u64 = 5;
+/// How an action ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// It failed, and the failure is in the container's record (state `failed`, with the
+    /// back-off there).
+    Recorded(String),
+    /// It failed and left the records as they were: retry with back-off.
+    Retry(String),
+}
 
-impl Reconciler {
-    pub(super) async fn execute(self: Arc<Self>, action: Action) {
-        let name = action.name().to_string();
-        let verb = action.verb();
-        tracing::info!(container = %name, action = verb, "{verb} container");
-        let result = match action {
-            Action::Create(d) => self.create(&d, 0, None).await,
-            Action::Recreate { desired, old } => self.recreate(&desired, old).await,
-            Action::Restart { desired, old } => self.restart(&desired, old).await,
-            Action::Remove(old) => self.remove(old).await,
-        };
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .actions_total
-            .with_label_values(&[verb, outcome])
-            .inc();
-        {
-            let mut nb = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
-            match &result {
-                Ok(()) => {
-                    nb.remove(&name);
-                }
-                Err(e) => {
-                    tracing::warn!(container = %name, action = verb, error = %e, "{verb} failed; will retry");
-                    nb.insert(name.clone(), now_unix() + RETRY_AFTER);
-                }
-            }
-        }
-        self.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
-        self.trigger(Trigger::ActionDone(name));
-    }
+/// What actions work with.
+pub struct ExecCtx<E: Engine> {
+    pub engine: Arc<E>,
+    pub db: Arc<StateDb>,
+    pub clock: Clock,
+    pub backoff: Backoff,
+    pub triggers: UnboundedSender<Trigger>,
+}
 
-    fn put(&self, r: &ContainerRecord) {
-        if let Err(e) = self.db.put_container(r) {
-            tracing::error!(container = %r.name, error = %e, "write container record");
-        }
-    }
-
-    async fn create(
-        self: &Arc<Self>,
-        d: &DesiredContainer,
-        restart_count: u32,
-        image: Option<Image>,
-    ) -> Result<(), String> {
-        let mut rec = ContainerRecord {
-            name: d.name.clone(),
-            id: format!("{}-{}", d.name, random_suffix()),
-            source_file: d.source_file.clone(),
-            spec_hash: d.hash.clone(),
-            spec_json: serde_json::to_string(&d.spec).unwrap_or_default(),
-            image: d.spec.image.clone(),
-            image_digest: None,
-            state: "pulling".into(),
-            shim_pid: None,
-            shim_start_time: None,
-            init_pid: None,
-            exit_code: None,
-            restart_count,
-            message: None,
-            created_at: now_unix(),
-            started_at: None,
-            finished_at: None,
-            reason: None,
-        };
-        // An image already in the store spares the "pulling" record (one fsync less per start).
-        let image = match image {
-            Some(i) => Some(i),
-            None if d.spec.image_pull_policy != PullPolicy::Always => {
-                self.images.lookup(&d.spec.image).ok().flatten()
-            }
-            None => None,
-        };
-        if let Some(i) = &image {
-            rec.image_digest = Some(i.digest.clone());
-            rec.state = "created".into();
-        }
-        self.put(&rec);
-        let image = match image {
-            Some(i) => i,
-            None => match self.ensure_image(d).await {
-                Ok(i) => i,
-                Err(e) => {
-                    rec.state = "failed".into();
-                    rec.message = Some(e.clone());
-                    rec.finished_at = Some(now_unix());
-                    self.put(&rec);
-                    return Err(e);
-                }
-            },
-        };
-        if rec.state != "created" {
-            rec.image_digest = Some(image.digest.clone());
-            rec.state = "created".into();
-            self.put(&rec);
-        }
-        self.start(rec, d, &image).await
-    }
-
-    async fn recreate(
-        self: &Arc<Self>,
-        d: &DesiredContainer,
-        mut old: ContainerRecord,
-    ) -> Result<(), String> {
-        // The new image is pulled and verified before the old container stops.
-        let image = match self.ensure_image(d).await {
-            Ok(i) => i,
-            Err(e) => {
-                if old.state == "running" {
-                    old.message = Some(format!(
-                        "update held back, old container keeps running: {e}"
-                    ));
-                    self.put(&old);
-                } else {
-                    old.state = "failed".into();
-                    old.image_digest = None;
-                    old.message = Some(e.clone());
-                    old.finished_at = Some(now_unix());
-                    old.spec_hash = d.hash.clone();
-                    self.put(&old);
-                }
-                return Err(e);
-            }
-        };
-        self.stop_and_remove(&old).await?;
-        self.create(d, 0, Some(image)).await
-    }
-
-    async fn restart(
-        self: &Arc<Self>,
-        d: &DesiredContainer,
-        mut old: ContainerRecord,
-    ) -> Result<(), String> {
-        let image = match self.ensure_image(d).await {
-            Ok(i) => i,
-            Err(e) => {
-                old.state = "failed".into();
-                old.message = Some(e.clone());
-                old.finished_at = Some(now_unix());
-                self.put(&old);
-                return Err(e);
-            }
-        };
-        old.restart_count += 1;
-        old.image_digest = Some(image.digest.clone());
-        self.start(old, d, &image).await
-    }
-
-    async fn remove(self: &Arc<Self>, old: ContainerRecord) -> Result<(), String> {
-        self.stop_and_remove(&old).await?;
+impl<E: Engine> ExecCtx<E> {
+    fn put(&self, r: &ContainerRecord) -> Result<(), String> {
         self.db
-            .delete_container(&old.name)
-            .map_err(|e| e.to_string())?;
-        tracing::info!(container = %old.name, "container removed");
-        Ok(())
+            .put_container(r)
+            .map_err(|e| format!("record container {}: {e}", r.name))
     }
 
-    /// Starts the container of `rec` (new or restarted) and records the outcome.
-    async fn start(
-        self: &Arc<Self>,
-        mut rec: ContainerRecord,
-        d: &DesiredContainer,
-        image: &Image,
-    ) -> Result<(), String> {
-        let spec = &d.spec;
-        let process = resolve_process(
-            &ProcessOverrides {
-                command: spec.command.as_deref(),
-                args: spec.args.as_deref(),
-                env: &spec.env,
-                working_dir: spec.working_dir.as_deref(),
-            },
-            &ImageDefaults {
-                entrypoint: &image.config.entrypoint,
-                cmd: &image.config.cmd,
-                env: &image.config.env,
-                working_dir: image.config.working_dir.as_deref(),
-            },
-        );
-        let mounts =
-            super::mounts::container_mounts(spec, &self.volumes_dir, &self.allowed_host_paths);
-        // The network namespace is wired (and the etc files written) before the start.
-        let network = match (&process, &mounts) {
-            (Ok(_), Ok(_)) => self.attach_networks(&rec, d).await,
-            _ => Err(String::new()),
-        };
-        let started = match (process, mounts, network) {
-            (Err(e), _, _) => Err(e.to_string()),
-            (_, Err(e), _) => Err(e),
-            (_, _, Err(e)) => Err(e),
-            (Ok(process), Ok(mounts), Ok((network, etc_files))) => self
-                .runtime
-                .start(ContainerRequest {
-                    id: &rec.id,
-                    hostname: spec.hostname.as_deref().unwrap_or(&d.name),
-                    layers: &image.layers,
-                    process,
-                    limits: limits(spec),
-                    network,
-                    log: LogConfig {
-                        max_size: spec.logging.max_size.bytes(),
-                        max_files: spec.logging.max_files,
-                    },
-                    security: SecurityConfig::from_spec(spec),
-                    mounts: mounts.mounts,
-                    devices: mounts.devices,
-                    unmasked: spec.security.privileged,
-                    readonly_rootfs: spec.security.read_only_root_filesystem,
-                    etc_files,
-                })
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match started {
-            Ok(s) => {
-                rec.state = "running".into();
-                rec.shim_pid = Some(s.shim_pid);
-                rec.shim_start_time = Some(s.shim_start_time);
-                rec.init_pid = Some(s.init_pid);
-                rec.exit_code = None;
-                rec.reason = None;
-                rec.message = None;
-                rec.started_at = Some(now_unix());
-                rec.finished_at = None;
-                self.put(&rec);
-                tracing::info!(container = %rec.name, id = %rec.id, pid = s.init_pid, "container running");
-                self.clone()
-                    .monitor(rec.name.clone(), rec.id.clone(), s.watch);
-                Ok(())
-            }
-            Err(e) => {
-                rec.state = "failed".into();
-                rec.init_pid = None;
-                rec.exit_code = None;
-                rec.message = Some(e.clone());
-                rec.finished_at = Some(now_unix());
-                self.put(&rec);
-                Err(e)
-            }
-        }
-    }
-
-    /// Stops whatever still runs of a recorded container and removes its host objects.
-    async fn stop_and_remove(&self, old: &ContainerRecord) -> Result<(), String> {
-        // A record from an older format still stops with the manifest defaults.
-        let spec: ContainerSpec = serde_json::from_str(&old.spec_json)
-            .unwrap_or_else(|_| ContainerSpec::new(old.image.clone()));
-        let (signal, timeout) = (spec.stop_signal.number(), spec.stop_timeout.get());
-        self.runtime
-            .stop(&old.id, old.init_pid.unwrap_or(0), signal, timeout)
-            .await;
-        // The shim reaps the init a moment after the cgroup empties; rmdir may need a retry.
-        let mut last = Vec::new();
-        for _ in 0..50 {
-            match self.runtime.remove(&old.id) {
-                Ok(()) => return self.detach_networks(&old.id).await,
-                Err(errs) => last = errs,
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!("remove container {}: {}", old.id, last.join("; ")))
-    }
-
-    async fn ensure_image(&self, d: &DesiredContainer) -> Result<Image, String> {
-        let reference = &d.spec.image;
-        let local = || self.images.lookup(reference).map_err(|e| e.to_string());
-        match d.spec.image_pull_policy {
-            PullPolicy::Never => local()?.ok_or_else(|| {
-                format!("image {reference} is not present and imagePullPolicy is Never (hint: load it or set IfNotPresent)")
-            }),
-            PullPolicy::IfNotPresent => match local()? {
-                Some(i) => Ok(i),
-                None => self.pull(d).await,
-            },
-            PullPolicy::Always => self.pull(d).await,
-        }
-    }
-
-    async fn pull(&self, d: &DesiredContainer) -> Result<Image, String> {
-        let live = self.live.clone();
-        let name = d.name.clone();
-        let downloaded = std::sync::atomic::AtomicU64::new(0);
-        let progress = |p: PullProgress| {
-            downloaded.store(p.downloaded_bytes, std::sync::atomic::Ordering::Relaxed);
-            live.set_pull(
-                &name,
-                Some(PullStatus {
-                    done_bytes: p.done_bytes,
-                    total_bytes: p.total_bytes,
-                }),
-            );
-        };
-        tracing::info!(container = %d.name, image = %d.spec.image, "pulling image");
-        let started = std::time::Instant::now();
-        let result = self
-            .images
-            .pull(&d.spec.image, &self.registries, &progress)
-            .await;
-        let downloaded = downloaded.load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics
-            .observe_pull(started.elapsed().as_secs_f64(), result.is_ok(), downloaded);
-        self.live.set_pull(&d.name, None);
-        let image = result.map_err(|e| e.to_string())?;
-        tracing::info!(container = %d.name, image = %image.reference, digest = %image.digest, "image ready");
-        Ok(image)
+    /// Wakes the loop when the container's shim exits.
+    pub fn follow(&self, name: &str, exit: ExitWatch) {
+        let triggers = self.triggers.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            exit.await;
+            // The loop is gone only during shutdown.
+            let _ = triggers.send(Trigger::ContainerExited(name));
+        });
     }
 }
 
-fn limits(spec: &ContainerSpec) -> Limits {
-    Limits {
-        memory_bytes: spec.resources.memory.as_ref().map(|m| m.bytes()),
-        cpu_millis: spec.resources.cpus.as_ref().map(|c| c.millis()),
-        pids: spec.resources.pids,
+pub async fn execute<E: Engine>(ctx: &ExecCtx<E>, action: Action) -> Outcome {
+    match run(ctx, action).await {
+        Ok(o) => o,
+        Err(e) => Outcome::Retry(e),
     }
 }
 
-/// 8 hex digits from the kernel's random pool: container ids must not repeat across restarts.
+async fn run<E: Engine>(ctx: &ExecCtx<E>, action: Action) -> Result<Outcome, String> {
+    let e = &ctx.engine;
+    match action {
+        Action::EnsureNetwork(def) => e.ensure_network(def).await.map(|()| Outcome::Done),
+        Action::RebuildNetwork { def, holders } => rebuild_network(ctx, def, holders).await,
+        Action::RepairNetworks(defs) => e.repair_networks(defs).await.map(|()| Outcome::Done),
+        Action::RemoveNetwork(name) => e.remove_network(&name).await.map(|()| Outcome::Done),
+        Action::EnsureVolume(v) => ensure_volume(ctx, &v),
+        Action::RetainVolume(mut r) => {
+            r.retained = true;
+            tracing::info!(volume = %r.name, "manifest gone, volume retained (reclaimPolicy: Retain)");
+            put_volume(ctx, &r)
+        }
+        Action::RemoveVolume(r) => {
+            e.delete_volume(&r.name)?;
+            ctx.db
+                .delete_volume(&r.name)
+                .map_err(|e| format!("forget volume {}: {e}", r.name))?;
+            tracing::info!(volume = %r.name, "volume deleted (reclaimPolicy: Delete)");
+            Ok(Outcome::Done)
+        }
+        Action::Create(t) => create(ctx, &t, None, 0).await,
+        Action::Recreate {
+            target,
+            old,
+            reason,
+            previous,
+        } => recreate(ctx, &target, old, reason, previous).await,
+        Action::Restart { target, old } => restart(ctx, &target, old).await,
+        Action::Rollback {
+            old,
+            to,
+            rejected,
+            why,
+        } => rollback(ctx, old, to, rejected, why).await,
+        Action::Promote(mut r) => {
+            tracing::info!(container = %r.name, revision = %super::plan::short(&r.spec_hash), "update is ready");
+            r.rollout = None;
+            ctx.put(&r).map(|()| Outcome::Done)
+        }
+        Action::Refresh { target, mut old } => {
+            set_revision(&mut old, &target);
+            ctx.put(&old).map(|()| Outcome::Done)
+        }
+        Action::Stop {
+            old,
+            reason,
+            message,
+        } => {
+            tracing::warn!(container = %old.name, %message, "stopping container");
+            e.stop(&old, &recorded_spec(&old)).await;
+            finish(ctx, old, Some(reason), Some(message))
+        }
+        Action::RecordExit(old) => record_exit(ctx, old).await,
+        Action::Reap(r) => {
+            tracing::warn!(container = %r.name, id = %r.id, pids = ?e.cgroup_pids(&r.id), "processes left in the cgroup of a container that does not run: killing them");
+            e.kill(&r.id).await.map(|()| Outcome::Done)
+        }
+        Action::ReleaseNetworks(r) => {
+            e.detach(&r.id).await?;
+            tracing::info!(container = %r.name, "finished container released its network addresses");
+            Ok(Outcome::Done)
+        }
+        Action::Remove(old) => {
+            stop_and_remove(ctx, &old).await?;
+            ctx.db
+                .delete_container(&old.name)
+                .map_err(|e| format!("forget container {}: {e}", old.name))?;
+            tracing::info!(container = %old.name, "container removed");
+            Ok(Outcome::Done)
+        }
+        Action::KillStray(s) => {
+            tracing::warn!(cgroup = %s.cgroup, pids = ?s.pids, "killing processes berth has no record of under its cgroup parent");
+            e.kill_stray(&s.cgroup).await.map(|()| Outcome::Done)
+        }
+        Action::ReleaseOrphan(id) => {
+            tracing::warn!(id = %id, "removing the network wiring of a container berth has no record of");
+            e.detach(&id).await.map(|()| Outcome::Done)
+        }
+    }
+}
+
+fn put_volume<E: Engine>(ctx: &ExecCtx<E>, r: &VolumeRecord) -> Result<Outcome, String> {
+    ctx.db
+        .put_volume(r)
+        .map_err(|e| format!("record volume {}: {e}", r.name))?;
+    Ok(Outcome::Done)
+}
+
+fn ensure_volume<E: Engine>(ctx: &ExecCtx<E>, v: &DesiredVolume) -> Result<Outcome, String> {
+    let existing = ctx
+        .db
+        .get_volume(&v.name)
+        .map_err(|e| format!("read volume {}: {e}", v.name))?;
+    ctx.engine.create_volume(&v.name)?;
+    if existing.is_none() {
+        tracing::info!(volume = %v.name, "volume created");
+    }
+    put_volume(
+        ctx,
+        &VolumeRecord {
+            name: v.name.clone(),
+            spec_hash: v.hash.clone(),
+            reclaim_policy: v.spec.reclaim_policy.as_str().to_string(),
+            source_file: v.source_file.clone(),
+            retained: false,
+            created_at_ms: existing.map_or(ctx.clock.now_ms(), |r| r.created_at_ms),
+        },
+    )
+}
+
+/// Makes `rec` run revision `t` (its spec, hashes and file).
+fn set_revision(rec: &mut ContainerRecord, t: &DesiredContainer) {
+    rec.spec_hash = t.hash.clone();
+    rec.runtime_hash = Some(t.runtime_hash.clone());
+    rec.spec_json = serde_json::to_string(&t.spec).expect("a container spec serializes");
+    rec.source_file = t.source_file.clone();
+    rec.image = t.spec.image.clone();
+    rec.rejected_hash = t.rejected.clone();
+}
+
+/// 8 hex digits from the kernel's random pool: container ids must not repeat.
 fn random_suffix() -> String {
     let mut buf = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut buf);
     }
-    hex_string(&buf)
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn new_record<E: Engine>(ctx: &ExecCtx<E>, t: &DesiredContainer) -> ContainerRecord {
+    let mut rec = ContainerRecord {
+        name: t.name.clone(),
+        id: format!("{}-{}", t.name, random_suffix()),
+        source_file: String::new(),
+        spec_hash: String::new(),
+        runtime_hash: None,
+        spec_json: String::new(),
+        image: String::new(),
+        image_digest: None,
+        state: ContainerState::Pulling,
+        shim_pid: None,
+        shim_start_time: None,
+        init_pid: None,
+        exit_code: None,
+        restart_count: 0,
+        message: None,
+        created_at_ms: ctx.clock.now_ms(),
+        started_at_ms: None,
+        finished_at_ms: None,
+        reason: None,
+        backoff_streak: 0,
+        ever_ran: false,
+        rollout: None,
+        rejected_hash: None,
+    };
+    set_revision(&mut rec, t);
+    rec
 }
+
+/// The image of `spec`, from the store or pulled as its pull policy says.
+async fn ensure_image<E: Engine>(
+    ctx: &ExecCtx<E>,
+    name: &str,
+    spec: &ContainerSpec,
+) -> Result<Image, String> {
+    let reference = &spec.image;
+    let local = || ctx.engine.lookup_image(reference);
+    match spec.image_pull_policy {
+        PullPolicy::Never => local()?.ok_or_else(|| {
+            format!("image {reference} is not present and imagePullPolicy is Never (hint: load it or set IfNotPresent)")
+        }),
+        PullPolicy::IfNotPresent => match local()? {
+            Some(i) => Ok(i),
+            None => ctx.engine.pull_image(name, reference).await,
+        },
+        PullPolicy::Always => ctx.engine.pull_image(name, reference).await,
+    }
+}
+
+/// Records a failed setup or start of `rec`; the plan retries it with back-off.
+fn fail<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut rec: ContainerRecord,
+    reason: Reason,
+    error: String,
+) -> Result<Outcome, String> {
+    tracing::warn!(container = %rec.name, reason = %reason, error = %error, "container did not start");
+    rec.state = ContainerState::Failed;
+    rec.reason = Some(reason);
+    rec.message = Some(error.clone());
+    rec.init_pid = None;
+    rec.shim_pid = None;
+    rec.shim_start_time = None;
+    rec.exit_code = None;
+    rec.finished_at_ms = Some(ctx.clock.now_ms());
+    ctx.put(&rec)?;
+    Ok(Outcome::Recorded(error))
+}
+
+/// Creates a new container record for `t` and starts it. `image`: already pulled.
+async fn create<E: Engine>(
+    ctx: &ExecCtx<E>,
+    t: &DesiredContainer,
+    image: Option<Image>,
+    restart_count: u32,
+) -> Result<Outcome, String> {
+    let mut rec = new_record(ctx, t);
+    rec.restart_count = restart_count;
+    create_record(ctx, rec, t, image).await
+}
+
+async fn create_record<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut rec: ContainerRecord,
+    t: &DesiredContainer,
+    image: Option<Image>,
+) -> Result<Outcome, String> {
+    // An image already in the store spares the "pulling" record (one fsync less per start).
+    let image = match image {
+        Some(i) => Some(i),
+        None if t.spec.image_pull_policy != PullPolicy::Always => {
+            ctx.engine.lookup_image(&t.spec.image).ok().flatten()
+        }
+        None => None,
+    };
+    if let Some(i) = &image {
+        rec.image_digest = Some(i.digest.clone());
+        rec.state = ContainerState::Created;
+    }
+    ctx.put(&rec)?;
+    let image = match image {
+        Some(i) => i,
+        None => match ensure_image(ctx, &t.name, &t.spec).await {
+            Ok(i) => i,
+            Err(e) => return fail(ctx, rec, Reason::SetupError, e),
+        },
+    };
+    if rec.state != ContainerState::Created {
+        rec.image_digest = Some(image.digest.clone());
+        rec.state = ContainerState::Created;
+        ctx.put(&rec)?;
+    }
+    start(ctx, rec, &t.spec, &image).await
+}
+
+/// Starts the container of `rec` (new or restarted) and records the outcome.
+async fn start<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut rec: ContainerRecord,
+    spec: &ContainerSpec,
+    image: &Image,
+) -> Result<Outcome, String> {
+    match ctx.engine.start(&rec, spec, image).await {
+        Ok(s) => {
+            rec.state = ContainerState::Running;
+            rec.shim_pid = Some(s.shim_pid);
+            rec.shim_start_time = Some(s.shim_start_time);
+            rec.init_pid = Some(s.init_pid);
+            rec.exit_code = None;
+            rec.started_at_ms = Some(ctx.clock.now_ms());
+            rec.finished_at_ms = None;
+            let first_run = !rec.ever_ran;
+            rec.ever_ran = true;
+            if rec.reason != Some(Reason::RolledBack) {
+                rec.reason = None;
+                rec.message = None;
+            }
+            if let (Some(ro), true) = (&mut rec.rollout, first_run) {
+                // The update is judged from its first start, not from its pull.
+                ro.started_at_ms = rec.started_at_ms.unwrap_or(ro.started_at_ms);
+            }
+            ctx.put(&rec)?;
+            tracing::info!(container = %rec.name, id = %rec.id, pid = s.init_pid, "container running");
+            ctx.follow(&rec.name, s.exit);
+            Ok(Outcome::Done)
+        }
+        Err(StartError::Setup(e)) => fail(ctx, rec, Reason::SetupError, e),
+        Err(StartError::Process(e)) => fail(ctx, rec, Reason::StartError, e),
+    }
+}
+
+/// Stops whatever still runs of a recorded container and removes its host objects.
+async fn stop_and_remove<E: Engine>(ctx: &ExecCtx<E>, old: &ContainerRecord) -> Result<(), String> {
+    ctx.engine.stop(old, &recorded_spec(old)).await;
+    ctx.engine.remove(&old.id).await
+}
+
+async fn recreate<E: Engine>(
+    ctx: &ExecCtx<E>,
+    t: &DesiredContainer,
+    mut old: ContainerRecord,
+    reason: RecreateReason,
+    previous: Option<Revision>,
+) -> Result<Outcome, String> {
+    tracing::info!(container = %t.name, reason = reason.as_str(), "recreating container");
+    let mut image = None;
+    if t.spec.update.strategy == UpdateStrategy::DownloadThenKill {
+        // The new image is pulled and verified before the old container stops.
+        match ensure_image(ctx, &t.name, &t.spec).await {
+            Ok(i) => image = Some(i),
+            Err(e) if old.state == ContainerState::Running => {
+                old.message = Some(format!(
+                    "update held back, the running container is kept: {e}"
+                ));
+                ctx.put(&old)?;
+                return Ok(Outcome::Retry(e));
+            }
+            Err(e) => {
+                stop_and_remove(ctx, &old).await?;
+                let mut rec = new_record(ctx, t);
+                rec.restart_count = old.restart_count;
+                return fail(ctx, rec, Reason::SetupError, e);
+            }
+        }
+    }
+    stop_and_remove(ctx, &old).await?;
+    let mut rec = new_record(ctx, t);
+    // The same container made again keeps its history; a new revision starts its own.
+    if reason != RecreateReason::SpecChanged {
+        rec.restart_count = old.restart_count;
+        rec.backoff_streak = old.backoff_streak;
+    }
+    rec.rollout = previous.map(|previous| Rollout {
+        previous,
+        started_at_ms: ctx.clock.now_ms(),
+    });
+    create_record(ctx, rec, t, image).await
+}
+
+async fn restart<E: Engine>(
+    ctx: &ExecCtx<E>,
+    t: &DesiredContainer,
+    old: ContainerRecord,
+) -> Result<Outcome, String> {
+    let mut rec = old;
+    // Never two copies: whatever is left of the last run goes first.
+    ctx.engine.kill(&rec.id).await?;
+    rec.backoff_streak = ctx.backoff.streak(&rec) + 1;
+    rec.restart_count += 1;
+    set_revision(&mut rec, t);
+    let image = match ensure_image(ctx, &t.name, &t.spec).await {
+        Ok(i) => i,
+        Err(e) => return fail(ctx, rec, Reason::SetupError, e),
+    };
+    rec.image_digest = Some(image.digest.clone());
+    tracing::info!(container = %rec.name, restarts = rec.restart_count, "restarting container");
+    start(ctx, rec, &t.spec, &image).await
+}
+
+/// The reference of exactly the image a revision ran: its repository at its digest.
+fn pinned_reference(image: &str, digest: Option<&str>) -> String {
+    let (Some(digest), Ok(mut r)) = (digest, ImageRef::parse(image)) else {
+        return image.to_string();
+    };
+    match berth_engine::images::Digest::parse(digest) {
+        Some(d) => {
+            r.tag = None;
+            r.digest = Some(d);
+            r.to_string()
+        }
+        None => image.to_string(),
+    }
+}
+
+async fn rollback<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut old: ContainerRecord,
+    to: Revision,
+    rejected: String,
+    why: String,
+) -> Result<Outcome, String> {
+    tracing::warn!(container = %old.name, %why, "rolling back");
+    if old.spec_hash == to.spec_hash {
+        // The update never replaced the running container: only remember the verdict.
+        old.rejected_hash = Some(rejected);
+        old.reason = Some(Reason::RolledBack);
+        old.message = Some(why);
+        old.rollout = None;
+        ctx.put(&old)?;
+        return Ok(Outcome::Done);
+    }
+    let mut spec: ContainerSpec = serde_json::from_str(&to.spec_json)
+        .map_err(|e| format!("decode the previous revision of {}: {e}", old.name))?;
+    // Exactly the image it ran, even if its tag has moved since.
+    spec.image = pinned_reference(&to.image, to.image_digest.as_deref());
+    let image = match ensure_image(ctx, &old.name, &spec).await {
+        Ok(i) => i,
+        Err(e) => return Ok(Outcome::Retry(format!("roll back {}: {e}", old.name))),
+    };
+    stop_and_remove(ctx, &old).await?;
+    let target = DesiredContainer {
+        name: old.name.clone(),
+        spec: serde_json::from_str(&to.spec_json).expect("decoded above"),
+        hash: to.spec_hash.clone(),
+        runtime_hash: to.runtime_hash.clone().unwrap_or(to.spec_hash.clone()),
+        source_file: to.source_file.clone(),
+        origin: super::desired::Origin::Loaded,
+        rejected: Some(rejected),
+    };
+    let mut rec = new_record(ctx, &target);
+    rec.restart_count = old.restart_count;
+    rec.reason = Some(Reason::RolledBack);
+    rec.message = Some(why);
+    rec.image_digest = Some(image.digest.clone());
+    rec.state = ContainerState::Created;
+    ctx.put(&rec)?;
+    start(ctx, rec, &target.spec, &image).await
+}
+
+/// Records that the stopped container `rec` ended, as its exit record says.
+fn finish<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut rec: ContainerRecord,
+    reason: Option<Reason>,
+    message: Option<String>,
+) -> Result<Outcome, String> {
+    let exit = ctx.engine.exit_record(&rec.id);
+    rec.state = ContainerState::Exited;
+    rec.exit_code = exit.as_ref().map(|e| e.exit_code);
+    rec.finished_at_ms = Some(
+        exit.as_ref()
+            .map(|e| e.finished_ms())
+            .unwrap_or_else(|| ctx.clock.now_ms()),
+    );
+    rec.reason = reason;
+    rec.message = message;
+    ctx.put(&rec)?;
+    Ok(Outcome::Done)
+}
+
+async fn record_exit<E: Engine>(
+    ctx: &ExecCtx<E>,
+    mut rec: ContainerRecord,
+) -> Result<Outcome, String> {
+    let Some(exit) = ctx.engine.exit_record(&rec.id) else {
+        // The shim died without a word (killed): its container may still run. Nothing of it
+        // may outlive the record, or a restart would run it twice.
+        ctx.engine.kill(&rec.id).await?;
+        tracing::warn!(container = %rec.name, id = %rec.id, "the container's shim is gone: killed what was left of the container");
+        return finish(
+            ctx,
+            rec,
+            Some(Reason::ShimLost),
+            Some("its shim died; berth killed what was left of the container".into()),
+        );
+    };
+    // Processes its init left behind in the cgroup go too.
+    ctx.engine.kill(&rec.id).await?;
+    let oom = ctx.engine.oom_killed(&rec.id);
+    let (state, reason) = match (&exit.error, oom, exit.exit_code) {
+        (Some(_), _, _) => (ContainerState::Failed, Reason::StartError),
+        (None, true, _) => (ContainerState::Exited, Reason::OOMKilled),
+        (None, false, 0) => (ContainerState::Exited, Reason::Completed),
+        (None, false, _) => (ContainerState::Exited, Reason::Error),
+    };
+    tracing::info!(container = %rec.name, exit_code = exit.exit_code, reason = %reason, "container exited");
+    rec.state = state;
+    rec.exit_code = Some(exit.exit_code);
+    rec.finished_at_ms = Some(exit.finished_ms());
+    rec.reason = Some(reason);
+    rec.message = exit.error;
+    ctx.put(&rec)?;
+    Ok(Outcome::Done)
+}
+
+async fn rebuild_network<E: Engine>(
+    ctx: &ExecCtx<E>,
+    def: berth_engine::network::NetworkDef,
+    holders: Vec<ContainerRecord>,
+) -> Result<Outcome, String> {
+    for mut h in holders {
+        tracing::info!(container = %h.name, network = %def.name, "network changes: the container is made again on it");
+        stop_and_remove(ctx, &h).await?;
+        h.state = ContainerState::Exited;
+        h.reason = Some(Reason::NetworkChanged);
+        h.message = Some(format!("network {} was rebuilt", def.name));
+        h.init_pid = None;
+        h.shim_pid = None;
+        h.shim_start_time = None;
+        h.finished_at_ms = Some(ctx.clock.now_ms());
+        ctx.put(&h)?;
+    }
+    ctx.engine.ensure_network(def).await?;
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;

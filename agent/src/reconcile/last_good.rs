@@ -12,8 +12,9 @@ use berth_spec::{
 };
 use serde_json::Value;
 
-use super::desired::{Desired, DesiredContainer};
-use super::{now_unix, Reconciler};
+use berth_engine::state::StateDb;
+
+use super::desired::{Desired, DesiredContainer, DesiredNetwork, DesiredVolume, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LastGoodError {
@@ -40,17 +41,20 @@ pub struct GoodObject {
     pub object: Object,
     pub source_file: String,
     pub hash: String,
+    /// `None` for rows written before berth knew runtime hashes.
+    pub runtime_hash: Option<String>,
 }
 
 /// The row that remembers `loaded`.
-pub fn encode(loaded: &Loaded, now: u64) -> LastGoodRecord {
+pub fn encode(loaded: &Loaded, now_ms: u64) -> LastGoodRecord {
     LastGoodRecord {
         kind: loaded.object.kind().as_str().to_string(),
         name: loaded.object.name().to_string(),
         source_file: loaded.source.file.display().to_string(),
         spec_hash: loaded.hash.clone(),
+        runtime_hash: Some(loaded.runtime_hash.clone()),
         object_json: canonical_json(&loaded.object),
-        updated_at: now,
+        updated_at: now_ms / 1000,
     }
 }
 
@@ -95,6 +99,7 @@ pub fn decode(r: &LastGoodRecord) -> Result<GoodObject> {
         object,
         source_file: r.source_file.clone(),
         hash: r.spec_hash.clone(),
+        runtime_hash: r.runtime_hash.clone(),
     })
 }
 
@@ -119,18 +124,19 @@ pub struct Changes {
     pub delete: Vec<(String, String)>,
 }
 
-/// Whether the objects of `file` are frozen at their last good version in `desired`.
-pub fn is_frozen(desired: &Desired, file: &str) -> bool {
-    desired.freeze_all || desired.frozen_files.contains(file)
+/// Whether a row's object says `berth/prune: disabled` (a row that does not decode does not).
+fn row_prune_disabled(r: &LastGoodRecord) -> bool {
+    decode(r).is_ok_and(|g| g.object.metadata().prune_disabled())
 }
 
 /// Objects that loaded are stored when they are new or changed (hash, file or content);
-/// stored objects that no loaded file holds any more are deleted, unless their file is frozen.
+/// stored objects that no loaded file holds any more are deleted, unless their file is frozen
+/// or they said `berth/prune: disabled` (then they stay, kept).
 pub fn changes(
     stored: &[LastGoodRecord],
     load: &LoadResult,
     desired: &Desired,
-    now: u64,
+    now_ms: u64,
 ) -> Changes {
     let by_ref: BTreeMap<(&str, &str), &LastGoodRecord> = stored
         .iter()
@@ -139,12 +145,13 @@ pub fn changes(
     let mut out = Changes::default();
     let mut loaded_refs = std::collections::BTreeSet::new();
     for l in &load.objects {
-        let row = encode(l, now);
+        let row = encode(l, now_ms);
         loaded_refs.insert((row.kind.clone(), row.name.clone()));
         let same = by_ref
             .get(&(row.kind.as_str(), row.name.as_str()))
             .is_some_and(|old| {
                 old.spec_hash == row.spec_hash
+                    && old.runtime_hash == row.runtime_hash
                     && old.source_file == row.source_file
                     && old.object_json == row.object_json
             });
@@ -154,7 +161,8 @@ pub fn changes(
     }
     for r in stored {
         if !loaded_refs.contains(&(r.kind.clone(), r.name.clone()))
-            && !is_frozen(desired, &r.source_file)
+            && !desired.is_frozen(&r.source_file)
+            && !row_prune_disabled(r)
         {
             out.delete.push((r.kind.clone(), r.name.clone()));
         }
@@ -163,74 +171,113 @@ pub fn changes(
 }
 
 impl Desired {
-    /// Adds the last good version of each container whose file is frozen and that no file
-    /// that loads defines now. Objects of files that load always win.
+    /// Adds the last good version of each object that no file that loads defines now and
+    /// whose file is frozen (origin `Frozen`) or that said `berth/prune: disabled` (origin
+    /// `Kept`). Objects of files that load always win.
     pub fn add_last_good(&mut self, good: &[GoodObject]) {
         for g in good {
-            let Object::Container(c) = &g.object else {
+            let origin = if self.is_frozen(&g.source_file) {
+                Origin::Frozen
+            } else if g.object.metadata().prune_disabled() {
+                Origin::Kept
+            } else {
                 continue;
             };
-            if !is_frozen(self, &g.source_file) || self.containers.contains_key(&c.metadata.name) {
-                continue;
+            let name = g.object.name().to_string();
+            let source_file = g.source_file.clone();
+            let hash = g.hash.clone();
+            match &g.object {
+                Object::Container(c) if !self.containers.contains_key(&name) => {
+                    self.containers.insert(
+                        name.clone(),
+                        DesiredContainer {
+                            name,
+                            spec: c.spec.clone(),
+                            // An old row without one: the spec hash stands in, and a record
+                            // from the same era carries the same.
+                            runtime_hash: g.runtime_hash.clone().unwrap_or_else(|| hash.clone()),
+                            hash,
+                            source_file,
+                            origin,
+                            rejected: None,
+                        },
+                    );
+                }
+                Object::Network(n) if !self.networks.contains_key(&name) => {
+                    self.networks.insert(
+                        name.clone(),
+                        DesiredNetwork {
+                            name,
+                            spec: n.spec.clone(),
+                            hash,
+                            source_file,
+                            origin,
+                        },
+                    );
+                }
+                Object::Volume(v) if !self.volumes.contains_key(&name) => {
+                    self.volumes.insert(
+                        name.clone(),
+                        DesiredVolume {
+                            name,
+                            spec: v.spec,
+                            hash,
+                            source_file,
+                            origin,
+                        },
+                    );
+                }
+                _ => {}
             }
-            self.containers.insert(
-                c.metadata.name.clone(),
-                DesiredContainer {
-                    name: c.metadata.name.clone(),
-                    spec: c.spec.clone(),
-                    hash: g.hash.clone(),
-                    source_file: g.source_file.clone(),
-                },
-            );
         }
     }
 }
 
 /// The desired state of one load: the objects of the files that load, and the last good
-/// version of the objects of the files that do not. The agent and `berth plan` both build it
+/// version of the objects that are frozen or kept. The agent and `berth plan` both build it
 /// here, so they decide alike.
-pub fn desired(load: &LoadResult, good: &[GoodObject]) -> Desired {
-    let mut d = Desired::from_load(load);
+pub fn desired(load: &LoadResult, good: &[GoodObject], allow_empty: bool) -> Desired {
+    let mut d = Desired::from_load(load, allow_empty);
     d.add_last_good(good);
     d
 }
 
-impl Reconciler {
-    /// Remembers the objects of `load` as last good, publishes the load to the API, and
-    /// returns the desired state (with the last good version of frozen objects).
-    pub(super) fn desired_state(&self, load: &LoadResult) -> Desired {
-        let now = now_unix();
-        self.last_load.set(load.clone(), now);
-        let stored = match self.db.list_last_good() {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "read last-good objects; frozen files keep their containers but are not restarted this pass");
-                return Desired::from_load(load);
-            }
-        };
-        let plain = Desired::from_load(load);
-        let change = changes(&stored, load, &plain, now);
-        if !change.put.is_empty() || !change.delete.is_empty() {
-            tracing::debug!(
-                put = change.put.len(),
-                delete = change.delete.len(),
-                "update last-good objects"
-            );
+/// Remembers the objects of `load` as last good in `db` and returns the desired state (with
+/// the last good version of frozen and kept objects). A db that fails still gives the loaded
+/// objects: frozen ones are then left as they are this pass.
+pub fn remember(db: &StateDb, load: &LoadResult, allow_empty: bool, now_ms: u64) -> Desired {
+    let plain = Desired::from_load(load, allow_empty);
+    let stored = match db.list_last_good() {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "read last-good objects; frozen and kept objects are left as they are this pass");
+            return plain;
         }
-        if let Err(e) = self.db.update_last_good(&change.put, &change.delete) {
-            tracing::error!(error = %e, "remember last-good objects");
-        }
-        // Only frozen rows matter below, and those are untouched by this pass's changes.
-        let frozen: Vec<LastGoodRecord> = stored
-            .into_iter()
-            .filter(|r| is_frozen(&plain, &r.source_file))
-            .collect();
-        let (good, errors) = decode_all(&frozen);
-        for e in errors {
-            tracing::warn!(error = %e, "last-good object unusable; its container is left as it is");
-        }
-        desired(load, &good)
+    };
+    let change = changes(&stored, load, &plain, now_ms);
+    if !change.put.is_empty() || !change.delete.is_empty() {
+        tracing::debug!(
+            put = change.put.len(),
+            delete = change.delete.len(),
+            "update last-good objects"
+        );
     }
+    if let Err(e) = db.update_last_good(&change.put, &change.delete) {
+        tracing::error!(error = %e, "remember last-good objects");
+    }
+    // Only rows that were not deleted matter below (frozen or kept ones).
+    let deleted: std::collections::BTreeSet<&(String, String)> = change.delete.iter().collect();
+    let rest: Vec<LastGoodRecord> = stored
+        .into_iter()
+        .filter(|r| !deleted.contains(&(r.kind.clone(), r.name.clone())))
+        .collect();
+    let (good, errors) = decode_all(&rest);
+    for e in errors {
+        tracing::warn!(error = %e, "last-good object unusable; its object is left as it is");
+    }
+    let mut d = plain;
+    d.add_last_good(&good);
+    d
 }
 
 #[cfg(test)]
@@ -254,7 +301,7 @@ mod tests {
     }
 
     fn rows(load: &LoadResult) -> Vec<LastGoodRecord> {
-        load.objects.iter().map(|l| encode(l, 1)).collect()
+        load.objects.iter().map(|l| encode(l, 1_000)).collect()
     }
 
     #[test]
@@ -274,6 +321,7 @@ mod tests {
                 object: o.object.clone(),
                 source_file: o.source.file.display().to_string(),
                 hash: o.hash.clone(),
+                runtime_hash: Some(o.runtime_hash.clone()),
             })
             .collect();
         assert_eq!(good, expected);
@@ -301,14 +349,14 @@ mod tests {
             ("/m/b.yaml", &container("b", "x")),
         ]);
         let stored = rows(&before);
-        let same = changes(&stored, &before, &Desired::from_load(&before), 2);
+        let same = changes(&stored, &before, &Desired::from_load(&before, true), 2_000);
         assert_eq!(same, Changes::default(), "nothing changed, nothing written");
 
         let after = load(&[
             ("/m/a.yaml", &container("a", "y")),
             ("/m/c.yaml", &container("c", "x")),
         ]);
-        let ch = changes(&stored, &after, &Desired::from_load(&after), 2);
+        let ch = changes(&stored, &after, &Desired::from_load(&after, true), 2_000);
         let put: Vec<(&str, u64)> = ch
             .put
             .iter()
@@ -332,12 +380,12 @@ mod tests {
         ]);
         assert!(broken.files[1].error.is_some());
 
-        let plain = Desired::from_load(&broken);
+        let plain = Desired::from_load(&broken, true);
         assert_eq!(changes(&stored, &broken, &plain, 3), Changes::default());
         assert_eq!(plain.containers.keys().collect::<Vec<_>>(), ["a"]);
 
         let (good, _) = decode_all(&stored);
-        let d = desired(&broken, &good);
+        let d = desired(&broken, &good, true);
         assert_eq!(d.containers.keys().collect::<Vec<_>>(), ["a", "b"]);
         let b = &d.containers["b"];
         assert_eq!(
@@ -353,12 +401,12 @@ mod tests {
     fn a_missing_directory_freezes_everything_and_loaded_objects_win() {
         let stored = rows(&load(&[("/m/a.yaml", &container("a", "x"))]));
         let missing = berth_spec::load_dir(std::path::Path::new("/nonexistent/berth-manifests"));
-        let plain = Desired::from_load(&missing);
+        let plain = Desired::from_load(&missing, true);
         assert!(plain.freeze_all);
         assert_eq!(changes(&stored, &missing, &plain, 3), Changes::default());
         let (good, _) = decode_all(&stored);
         assert_eq!(
-            desired(&missing, &good)
+            desired(&missing, &good, true)
                 .containers
                 .keys()
                 .collect::<Vec<_>>(),
@@ -370,7 +418,7 @@ mod tests {
             ("/m/a.yaml", "spec: ["),
             ("/m/z.yaml", &container("a", "new")),
         ]);
-        let d = desired(&moved, &good);
+        let d = desired(&moved, &good, true);
         assert_eq!(d.containers["a"].source_file, "/m/z.yaml");
         assert_eq!(d.containers["a"].spec.args, Some(vec!["new".to_string()]));
     }

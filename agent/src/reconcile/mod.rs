@@ -1,29 +1,48 @@
-//! The control loop: load the manifests, read the records, plan, dispatch actions. Level
-//! triggered — every pass starts from the full desired and recorded state — and woken by file
-//! events, container exits, finished actions, due restarts and a periodic resync.
+//! The reconciler: load the manifests, observe the host, plan, execute. Level triggered —
+//! every pass starts from the full desired and observed state — and woken by file events
+//! (debounced), container exits, health changes, finished actions, due timers (back-off,
+//! readiness, rollback) and a periodic resync that also repairs host drift.
+//!
+//! The pieces: [`plan`] decides (pure), [`execute`] carries out one action through the
+//! [`engine::Engine`] seam, [`executor`] runs actions in parallel, one per object, and this
+//! module is the loop that ties them together.
 
+pub mod action;
+pub mod backoff;
 pub mod desired;
 pub mod diff;
+pub mod engine;
 mod execute;
+mod executor;
+#[cfg(test)]
+mod fake;
+pub mod health;
+pub mod host;
 pub mod last_good;
 pub mod last_load;
 pub mod mounts;
 pub mod networks;
+mod observe;
+pub mod observed;
 pub mod plan;
 pub mod preview;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_engine::images::{ImageStore, RegistryConfig};
-use berth_engine::runtime::{Runtime, ShimWatch};
-use berth_engine::state::StateDb;
+use berth_engine::state::{ContainerState, StateDb};
+use berth_spec::LoadResult;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::status::LiveStatus;
+use engine::Engine;
+use execute::ExecCtx;
+use executor::{Completion, Executor};
+use health::{HealthBoard, HealthMonitors};
 use last_load::LastLoad;
+use plan::PlanConfig;
 
 /// Why a pass runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,120 +51,255 @@ pub enum Trigger {
     /// A manifest file was closed after writing or renamed into place: complete.
     ManifestsWritten,
     ContainerExited(String),
-    ActionDone(String),
-    Periodic,
+    HealthChanged(String),
+    ActionDone,
+    /// A back-off, readiness or retry came due, or the periodic resync.
+    Timer,
 }
 
-/// Resync at least this often, to see drift and retry failures.
-const RESYNC: Duration = Duration::from_secs(30);
-/// File events come in bursts (editors write, rename, chmod): wait for the burst to end.
-/// Short, because it adds to every start; a file caught half-written fails to load and is
-/// frozen until the next event, which the rest of the burst delivers.
-const DEBOUNCE: Duration = Duration::from_millis(10);
-
-pub struct Reconciler {
-    pub manifests: std::path::PathBuf,
-    pub registries: RegistryConfig,
-    pub db: Arc<StateDb>,
-    pub images: Arc<ImageStore>,
-    pub runtime: Arc<Runtime>,
-    pub live: Arc<LiveStatus>,
-    pub metrics: Arc<Metrics>,
-    triggers: mpsc::UnboundedSender<Trigger>,
-    busy: Mutex<BTreeSet<String>>,
-    not_before: Mutex<BTreeMap<String, u64>>,
-    last_problems: Mutex<Vec<String>>,
-    /// What the last pass loaded, shared with the API.
-    pub last_load: Arc<LastLoad>,
-    /// Host paths (and devices) manifests may mount; none by default.
-    pub allowed_host_paths: Vec<std::path::PathBuf>,
-    /// `<stateDir>/volumes`: named volumes.
-    pub volumes_dir: std::path::PathBuf,
-    /// Networking (bridges, leases, ports); None: every container gets an empty namespace.
-    pub networks: Option<networks::Networks>,
+/// Unix milliseconds, from the wall clock or (in tests) from tokio's paused clock.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    /// (unix ms, tokio instant) at the same moment, when time follows tokio's clock.
+    anchor: Option<(u64, tokio::time::Instant)>,
 }
 
-pub fn now_unix() -> u64 {
-    berth_engine::runtime::exit::now_unix()
-}
+impl Clock {
+    pub fn system() -> Clock {
+        Clock { anchor: None }
+    }
 
-impl Reconciler {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        manifests: std::path::PathBuf,
-        registries: RegistryConfig,
-        db: Arc<StateDb>,
-        images: Arc<ImageStore>,
-        runtime: Arc<Runtime>,
-        live: Arc<LiveStatus>,
-        metrics: Arc<Metrics>,
-        triggers: mpsc::UnboundedSender<Trigger>,
-    ) -> Reconciler {
-        let last_load = Arc::new(LastLoad::new(manifests.clone()));
-        Reconciler {
-            manifests,
-            registries,
-            db,
-            images,
-            runtime,
-            live,
-            metrics,
-            triggers,
-            busy: Mutex::default(),
-            not_before: Mutex::default(),
-            last_problems: Mutex::default(),
-            last_load,
-            allowed_host_paths: Vec::new(),
-            volumes_dir: std::path::PathBuf::new(),
-            networks: None,
+    /// Time that starts at `unix_ms` now and follows tokio's clock (paused in tests).
+    #[cfg(test)]
+    pub fn tokio(unix_ms: u64) -> Clock {
+        Clock {
+            anchor: Some((unix_ms, tokio::time::Instant::now())),
         }
     }
 
-    fn trigger(&self, t: Trigger) {
-        // The loop is gone only during shutdown; nothing is lost then.
-        let _ = self.triggers.send(t);
+    pub fn now_ms(&self) -> u64 {
+        match self.anchor {
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            Some((ms, at)) => ms + at.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// The reconciler's part of the agent config.
+#[derive(Clone, Debug)]
+pub struct ReconcileConfig {
+    pub plan: PlanConfig,
+    /// An empty manifest directory removes everything (`allowEmpty`).
+    pub allow_empty: bool,
+    /// Actions that run at once (`parallelActions`).
+    pub parallel: usize,
+    /// The periodic resync, which also repairs host drift.
+    pub resync: Duration,
+    /// File events come in bursts (editors write, rename, chmod): a pass waits until no
+    /// event came for this long. A complete write (close, rename) skips it.
+    pub debounce: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            plan: PlanConfig::default(),
+            allow_empty: false,
+            parallel: 4,
+            resync: Duration::from_secs(30),
+            debounce: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Bursts of file events longer than this do not hold a pass back any further.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Loads the manifest directory (blocking: run on a blocking thread).
+pub type Loader = Arc<dyn Fn() -> LoadResult + Send + Sync>;
+
+pub struct Reconciler<E: Engine> {
+    pub engine: Arc<E>,
+    pub db: Arc<StateDb>,
+    pub live: Arc<LiveStatus>,
+    pub metrics: Arc<Metrics>,
+    /// What the last pass loaded, shared with the API.
+    pub last_load: Arc<LastLoad>,
+    pub health: Arc<HealthBoard>,
+    pub cfg: ReconcileConfig,
+    pub clock: Clock,
+    pub loader: Loader,
+    /// What was last logged about manifest problems and the prune guard, so a condition that
+    /// lasts is logged once.
+    logged: Mutex<Logged>,
+}
+
+#[derive(Default)]
+struct Logged {
+    problems: Vec<String>,
+    prune_blocked: bool,
+}
+
+impl<E: Engine> Reconciler<E> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Arc<E>,
+        db: Arc<StateDb>,
+        live: Arc<LiveStatus>,
+        metrics: Arc<Metrics>,
+        last_load: Arc<LastLoad>,
+        health: Arc<HealthBoard>,
+        cfg: ReconcileConfig,
+        clock: Clock,
+        loader: Loader,
+    ) -> Reconciler<E> {
+        Reconciler {
+            engine,
+            db,
+            live,
+            metrics,
+            last_load,
+            health,
+            cfg,
+            clock,
+            loader,
+            logged: Mutex::default(),
+        }
     }
 
     /// Runs passes until `shutdown` turns true. Containers keep running after it returns.
     pub async fn run(
         self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<Trigger>,
+        triggers_tx: mpsc::UnboundedSender<Trigger>,
+        mut triggers: mpsc::UnboundedReceiver<Trigger>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        self.adopt();
-        let mut next = Duration::ZERO;
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Completion>();
+        let mut exec = Executor::new(self.cfg.parallel, self.cfg.plan.backoff, done_tx);
+        let ctx = Arc::new(ExecCtx {
+            engine: self.engine.clone(),
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+            backoff: self.cfg.plan.backoff,
+            triggers: triggers_tx.clone(),
+        });
+        let mut monitors = HealthMonitors::new(
+            self.engine.clone(),
+            self.health.clone(),
+            self.clock.clone(),
+            triggers_tx,
+        );
+        self.adopt(&ctx);
+        let mut wake = tokio::time::Instant::now();
+        let mut next_resync = tokio::time::Instant::now();
         loop {
             let reason = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                t = rx.recv() => match t {
+                Some(c) = done.recv() => {
+                    self.completed(&mut exec, c);
+                    Trigger::ActionDone
+                }
+                t = triggers.recv() => match t {
                     Some(t) => t,
                     None => break,
                 },
-                _ = tokio::time::sleep(next) => Trigger::Periodic,
+                _ = tokio::time::sleep_until(wake) => Trigger::Timer,
             };
             if reason == Trigger::ManifestsChanged {
-                tokio::time::sleep(DEBOUNCE).await;
+                self.debounce(&mut triggers).await;
             }
             // Everything queued is covered by this one level-triggered pass.
-            while rx.try_recv().is_ok() {}
-            next = self.pass(&reason).await;
+            while triggers.try_recv().is_ok() {}
+            while let Ok(c) = done.try_recv() {
+                self.completed(&mut exec, c);
+            }
+            let drift_check = tokio::time::Instant::now() >= next_resync;
+            if drift_check {
+                next_resync = tokio::time::Instant::now() + self.cfg.resync;
+            }
+            let due = self
+                .pass(&reason, drift_check, &mut exec, &ctx, &mut monitors)
+                .await;
+            let now_ms = self.clock.now_ms();
+            wake = match due {
+                Some(at) => {
+                    let at = tokio::time::Instant::now()
+                        + Duration::from_millis(at.saturating_sub(now_ms));
+                    at.min(next_resync)
+                }
+                None => next_resync,
+            };
         }
         tracing::info!("reconciler stopped; containers keep running");
     }
 
-    /// One pass. Returns how long to sleep before the next periodic one.
-    async fn pass(self: &Arc<Self>, reason: &Trigger) -> Duration {
+    /// Takes an action's completion.
+    fn completed(&self, exec: &mut Executor, c: Completion) {
+        let result = match c.outcome {
+            execute::Outcome::Done => "ok",
+            _ => "error",
+        };
+        self.metrics
+            .actions_total
+            .with_label_values(&[c.verb, result])
+            .inc();
+        exec.complete(&c, self.clock.now_ms());
+    }
+
+    /// Waits until file events stop coming for the debounce time (at most MAX_DEBOUNCE).
+    async fn debounce(&self, triggers: &mut mpsc::UnboundedReceiver<Trigger>) {
+        let limit = tokio::time::Instant::now() + MAX_DEBOUNCE;
+        loop {
+            let quiet = (tokio::time::Instant::now() + self.cfg.debounce).min(limit);
+            tokio::select! {
+                t = triggers.recv() => match t {
+                    Some(Trigger::ManifestsChanged) if tokio::time::Instant::now() < limit => continue,
+                    _ => return,
+                },
+                _ = tokio::time::sleep_until(quiet) => return,
+            }
+        }
+    }
+
+    /// After an agent restart: follow every shim that still runs. A container whose shim is
+    /// gone is seen by the first pass (and recorded, and killed if anything of it is left).
+    fn adopt(&self, ctx: &ExecCtx<E>) {
+        let records = match self.db.list_containers() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "read container records to adopt");
+                return;
+            }
+        };
+        for r in records
+            .iter()
+            .filter(|r| r.state == ContainerState::Running)
+        {
+            if let Some(w) = self.engine.watch(r) {
+                tracing::info!(container = %r.name, pid = ?r.init_pid, "adopted running container");
+                ctx.follow(&r.name, w);
+            }
+        }
+    }
+
+    /// One pass. Returns the unix ms when the plan wants to look again, if it does.
+    async fn pass(
+        &self,
+        reason: &Trigger,
+        drift_check: bool,
+        exec: &mut Executor,
+        ctx: &Arc<ExecCtx<E>>,
+        monitors: &mut HealthMonitors<E>,
+    ) -> Option<u64> {
         let started = Instant::now();
         let span = tracing::debug_span!("pass", ?reason);
         let _enter = span.enter();
-        let dir = self.manifests.clone();
-        let policy = crate::policy::HostPolicy {
-            allowed_host_paths: Some(self.allowed_host_paths.clone()),
-        };
-        let load = match tokio::task::spawn_blocking(move || crate::policy::load_dir(&dir, &policy))
-            .await
-        {
+        let loader = self.loader.clone();
+        let load = match tokio::task::spawn_blocking(move || loader()).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "manifest loader panicked");
@@ -153,53 +307,93 @@ impl Reconciler {
                     .reconcile_total
                     .with_label_values(&["error"])
                     .inc();
-                return RESYNC;
+                return None;
             }
         };
+        let now = self.clock.now_ms();
         self.report_problems(&load);
-        let desired = self.desired_state(&load);
+        self.last_load.set(load.clone(), now / 1000);
+        let desired = last_good::remember(&self.db, &load, self.cfg.allow_empty, now);
         self.live
             .set_manifest_errors(desired.manifest_errors.clone(), desired.file_errors.clone());
-        // Networks first: containers attach to them, and a rebuilt one marks its containers.
-        self.sync_networks(&desired).await;
 
-        let records = match self.db.list_containers() {
-            Ok(r) => r,
+        // In flight first, then the host: an action that ends in between has written its
+        // records before it left the in-flight set.
+        let in_flight = exec.in_flight();
+        let observed = match observe::observe(
+            &*self.engine,
+            &self.db,
+            &self.health,
+            in_flight,
+            exec.failures(),
+            drift_check,
+        )
+        .await
+        {
+            Ok(o) => o,
             Err(e) => {
-                tracing::error!(error = %e, "read container records");
+                tracing::error!(error = %e, "observe the host");
                 self.metrics
                     .reconcile_total
                     .with_label_values(&["error"])
                     .inc();
-                return Duration::from_secs(1);
+                return Some(now + 1000);
             }
         };
-        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.release_finished(&desired, &records, &busy).await;
-        let now = now_unix();
-        let actions = {
-            let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-            let not_before = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
-            plan::plan(&desired, &records, &busy, &not_before, now)
-        };
-        for action in actions {
-            self.busy
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(action.name().to_string());
-            tokio::spawn(self.clone().execute(action));
+        let plan = plan::plan(&desired, &observed, &self.cfg.plan, now);
+        self.report_prune_guard(plan.prune_blocked);
+        for action in plan.actions {
+            tracing::info!(action = action.verb(), object = %action.object(), "{action}");
+            if let action::Action::Rollback { old, .. } = &action {
+                self.metrics
+                    .rollbacks_total
+                    .with_label_values(&[&old.name])
+                    .inc();
+            }
+            exec.spawn(ctx.clone(), action);
         }
+        self.live.set_waiting(
+            plan.waiting
+                .iter()
+                .map(|(name, w)| (name.clone(), status_of_wait(w)))
+                .collect(),
+        );
+        self.live.set_prune_blocked(plan.prune_blocked);
+        monitors.sync(observe::monitored(&observed));
+        self.record_metrics(&observed, exec, &load);
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        plan.wake_at_ms
+    }
 
-        let mut states: BTreeMap<&str, i64> = ["pulling", "created", "running", "exited", "failed"]
+    fn record_metrics(&self, observed: &observed::Observed, exec: &Executor, load: &LoadResult) {
+        let mut states: BTreeMap<&str, i64> = ContainerState::ALL
             .iter()
-            .map(|s| (*s, 0))
+            .map(|s| (s.as_str(), 0))
             .collect();
-        for r in &records {
+        self.metrics.container_health.reset();
+        self.metrics.container_restarts.reset();
+        for o in observed.containers.values() {
+            let r = &o.record;
             *states.entry(r.state.as_str()).or_default() += 1;
+            self.metrics
+                .container_restarts
+                .with_label_values(&[&r.name])
+                .set(i64::from(r.restart_count));
+            if let Some(h) = &o.health {
+                self.metrics
+                    .container_health
+                    .with_label_values(&[&r.name, h.status.as_str()])
+                    .set(1);
+            }
         }
         for (state, n) in states {
             self.metrics.containers.with_label_values(&[state]).set(n);
         }
+        self.metrics
+            .actions_in_flight
+            .set(exec.in_flight().len() as i64);
         let result = if load.problems.is_empty() {
             "ok"
         } else {
@@ -209,41 +403,20 @@ impl Reconciler {
             .reconcile_total
             .with_label_values(&[result])
             .inc();
-        self.metrics
-            .reconcile_duration
-            .observe(started.elapsed().as_secs_f64());
-
-        // Wake up for the next due restart or retry, else resync.
-        let retry = self
-            .not_before
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .min()
-            .copied();
-        let due = [plan::next_due(&desired, &records), retry]
-            .into_iter()
-            .flatten()
-            .min();
-        match due {
-            Some(t) if t <= now => Duration::from_millis(250),
-            Some(t) => Duration::from_secs(t - now).min(RESYNC),
-            None => RESYNC,
-        }
     }
 
     /// Logs manifest problems when they change, not on every pass; sets the error metric.
-    fn report_problems(&self, load: &berth_spec::LoadResult) {
+    fn report_problems(&self, load: &LoadResult) {
         let lines: Vec<String> = load.problems.iter().map(|p| p.to_string()).collect();
-        let mut last = self.last_problems.lock().unwrap_or_else(|p| p.into_inner());
-        if *last != lines {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.problems != lines {
             for l in &lines {
                 tracing::warn!(problem = %l, "manifest does not load; its objects keep their last good version");
             }
-            if lines.is_empty() && !last.is_empty() {
+            if lines.is_empty() && !logged.problems.is_empty() {
                 tracing::info!("all manifests load again");
             }
-            *last = lines;
+            logged.problems = lines;
         }
         self.metrics.manifest_errors.reset();
         for f in &load.files {
@@ -256,94 +429,44 @@ impl Reconciler {
         }
     }
 
-    /// After an agent restart: follow every shim that still runs; settle the others.
-    fn adopt(self: &Arc<Self>) {
-        let records = match self.db.list_containers() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "read container records to adopt");
-                return;
+    /// Counts every pass the prune guard held back; logs when it starts and ends.
+    fn report_prune_guard(&self, blocked: bool) {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if blocked {
+            self.metrics.prune_blocked_total.inc();
+        }
+        if blocked != logged.prune_blocked {
+            if blocked {
+                tracing::warn!(dir = %self.last_load.dir().display(), "the manifest directory holds no object: nothing is removed (hint: set allowEmpty: true in the agent config to let an empty directory remove everything)");
+            } else {
+                tracing::info!("the manifest directory holds objects again: removals resume");
             }
-        };
-        for mut r in records.into_iter().filter(|r| r.state == "running") {
-            let watch = match (r.shim_pid, r.shim_start_time) {
-                (Some(pid), Some(start)) => ShimWatch::adopt(pid, start),
-                _ => None,
-            };
-            match watch {
-                Some(w) => {
-                    tracing::info!(container = %r.name, pid = ?r.init_pid, "adopted running container");
-                    self.clone().monitor(r.name.clone(), r.id.clone(), w);
-                }
-                None => {
-                    // The shim is gone: the exit record says how the container ended, if it did.
-                    let cgroup = self.runtime.cgroups().open(&r.id);
-                    if cgroup.pids().map(|p| !p.is_empty()).unwrap_or(false) {
-                        let _ = cgroup.kill_all();
-                    }
-                    let exit = self.runtime.exit_record(&r.id);
-                    r.state = "exited".into();
-                    r.exit_code = exit.as_ref().map(|e| e.exit_code);
-                    r.finished_at = Some(
-                        exit.as_ref()
-                            .map(|e| e.finished_at)
-                            .unwrap_or_else(now_unix),
-                    );
-                    if exit.is_none() {
-                        r.message = Some("the container's shim was gone when the agent started; container stopped".into());
-                    }
-                    tracing::warn!(container = %r.name, "container ended while the agent was away");
-                    if let Err(e) = self.db.put_container(&r) {
-                        tracing::error!(container = %r.name, error = %e, "record container exit");
-                    }
-                }
-            }
+            logged.prune_blocked = blocked;
         }
     }
+}
 
-    /// Follows a shim; when it exits, records how the container ended and wakes the loop.
-    fn monitor(self: Arc<Self>, name: String, id: String, watch: ShimWatch) {
-        tokio::spawn(async move {
-            watch.wait().await;
-            let exit = self.runtime.exit_record(&id);
-            match self.db.get_container(&name) {
-                Ok(Some(mut r)) if r.id == id && r.state == "running" => {
-                    r.state = match exit.as_ref().and_then(|e| e.error.as_ref()) {
-                        Some(_) => "failed".into(),
-                        None => "exited".into(),
-                    };
-                    r.exit_code = exit.as_ref().map(|e| e.exit_code);
-                    r.finished_at = Some(
-                        exit.as_ref()
-                            .map(|e| e.finished_at)
-                            .unwrap_or_else(now_unix),
-                    );
-                    r.message = exit.and_then(|e| e.error);
-                    // The cgroup is fresh for every start, so any OOM kill it counts is this run's.
-                    let oom = self
-                        .runtime
-                        .cgroups()
-                        .open(&id)
-                        .oom_kill_count()
-                        .unwrap_or(0)
-                        > 0;
-                    r.reason = Some(
-                        match (oom, r.exit_code) {
-                            (true, _) => "OOMKilled",
-                            (false, Some(0)) => "Completed",
-                            _ => "Error",
-                        }
-                        .to_string(),
-                    );
-                    tracing::info!(container = %name, exit_code = ?r.exit_code, reason = ?r.reason, "container exited");
-                    if let Err(e) = self.db.put_container(&r) {
-                        tracing::error!(container = %name, error = %e, "record container exit");
-                    }
-                }
-                Ok(_) => {} // Stopped on purpose and already replaced or removed.
-                Err(e) => tracing::error!(container = %name, error = %e, "read container record"),
-            }
-            self.trigger(Trigger::ContainerExited(name));
-        });
+/// A wait as the status shows it: what, and until when for timed ones.
+fn status_of_wait(w: &plan::Waiting) -> crate::status::Wait {
+    let until_ms = match w {
+        plan::Waiting::Backoff { until_ms, .. } | plan::Waiting::Retry { until_ms, .. } => {
+            Some(*until_ms)
+        }
+        _ => None,
+    };
+    let backoff = match w {
+        plan::Waiting::Backoff { delay, .. } => {
+            Some(berth_spec::DurationSpec::from_millis(delay.as_millis() as u64).to_string())
+        }
+        _ => None,
+    };
+    crate::status::Wait {
+        waiting_for: w.to_string(),
+        until_ms,
+        backoff,
     }
 }
+
+#[cfg(test)]
+#[path = "loop_tests.rs"]
+mod loop_tests;

@@ -2,15 +2,17 @@
 //! remove, keep or frozen, with the fields that changed. A pure layer on top of
 //! [`super::plan::plan`], so the preview and the agent never decide differently.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use berth_engine::state::ContainerRecord;
 use berth_spec::{ImageRef, Kind, LoadResult, Object, ObjectRef, Problem};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::action::Key;
 use super::diff::{diff, FieldChange};
 use super::last_good::{self, GoodObject};
+use super::observed::Observed;
 use super::plan;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -18,6 +20,9 @@ use super::plan;
 pub enum PlanAction {
     Create,
     Recreate,
+    /// Only what berth does around the process changed (restart policy, probes, order,
+    /// updates, stop signal): applied without recreating the container.
+    Update,
     Remove,
     Keep,
     /// The object's file does not load (or the directory is unreadable): it stays at its
@@ -70,6 +75,7 @@ impl PlanEntry {
 pub struct Summary {
     pub create: usize,
     pub recreate: usize,
+    pub update: usize,
     pub remove: usize,
     pub unchanged: usize,
     pub frozen: usize,
@@ -94,7 +100,7 @@ impl PlanReport {
     /// Something would be created, recreated or removed.
     pub fn has_changes(&self) -> bool {
         let s = &self.summary;
-        s.create + s.recreate + s.remove > 0
+        s.create + s.recreate + s.update + s.remove > 0
     }
 }
 
@@ -143,18 +149,29 @@ fn field_changes(
 }
 
 /// The plan for `load` against the container records: the same desired state and the same
-/// [`plan::plan`] the agent runs, with nothing busy and no retry pending.
+/// [`plan::plan`] the agent runs, with nothing busy, no retry pending and no ordering (what
+/// would change, not in which pass). `allow_empty`: the agent's `allowEmpty`.
 pub fn preview(
     load: &LoadResult,
     good: &[GoodObject],
     records: &[ContainerRecord],
     dir: &str,
-    now: u64,
+    now_ms: u64,
+    allow_empty: bool,
 ) -> PlanReport {
-    let desired = last_good::desired(load, good);
-    let actions = plan::plan(&desired, records, &BTreeSet::new(), &BTreeMap::new(), now);
-    let verbs: BTreeMap<&str, &'static str> =
-        actions.iter().map(|a| (a.name(), a.verb())).collect();
+    let desired = last_good::desired(load, good, allow_empty);
+    let cfg = plan::PlanConfig {
+        networking: false,
+        ordering: false,
+        ..plan::PlanConfig::default()
+    };
+    let observed = Observed::from_records(records.to_vec());
+    let actions = plan::plan(&desired, &observed, &cfg, now_ms).actions;
+    let verbs: BTreeMap<String, &'static str> = actions
+        .iter()
+        .filter(|a| matches!(a.keys().first(), Some(Key::Container(_))))
+        .map(|a| (a.object(), a.verb()))
+        .collect();
     let by_name: BTreeMap<&str, &ContainerRecord> =
         records.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut entries: BTreeMap<ObjectRef, PlanEntry> = BTreeMap::new();
@@ -172,11 +189,16 @@ pub fn preview(
         let action = match verb {
             Some("create") => PlanAction::Create,
             Some("recreate") => PlanAction::Recreate,
+            Some("refresh") if record.is_some_and(|r| r.spec_hash != l.hash) => PlanAction::Update,
             _ => PlanAction::Keep,
         };
         let mut e = PlanEntry::new(object_ref, action, file);
         e.new_hash = Some(l.hash.clone());
         e.old_hash = record.map(|r| r.spec_hash.clone());
+        if let (PlanAction::Update, Some(r)) = (action, record) {
+            e.changes = field_changes(r, &l.object, good).0;
+            e.note = Some("applied without recreating the container".to_string());
+        }
         if let (PlanAction::Recreate, Some(r)) = (action, record) {
             let (changes, whole) = field_changes(r, &l.object, good);
             e.changes = changes;
@@ -247,7 +269,10 @@ pub fn preview(
         let mut e = PlanEntry::new(r.clone(), PlanAction::Frozen, Some(d.source_file.clone()));
         e.old_hash = by_name.get(name.as_str()).map(|r| r.spec_hash.clone());
         e.new_hash = Some(d.hash.clone());
-        e.note = Some(if desired.freeze_all {
+        e.note = Some(if desired.empty_guard {
+            "the manifest directory holds no object: kept, nothing is removed (allowEmpty is off)"
+                .to_string()
+        } else if desired.freeze_all {
             "the manifest directory does not load: kept at its last good version".to_string()
         } else {
             format!(
@@ -275,6 +300,8 @@ pub fn preview(
         e.old_hash = Some(rec.spec_hash.clone());
         e.note = Some(if removed {
             "no manifest defines it any more".to_string()
+        } else if desired.empty_guard {
+            "the manifest directory holds no object: left as it is (allowEmpty is off)".to_string()
         } else {
             "its manifest does not load: left as it is".to_string()
         });
@@ -286,6 +313,7 @@ pub fn preview(
         match e.action {
             PlanAction::Create => summary.create += 1,
             PlanAction::Recreate => summary.recreate += 1,
+            PlanAction::Update => summary.update += 1,
             PlanAction::Remove => summary.remove += 1,
             PlanAction::Keep => summary.unchanged += 1,
             PlanAction::Frozen => summary.frozen += 1,
@@ -311,6 +339,7 @@ impl PlanEntry {
 mod tests {
     use super::*;
     use crate::reconcile::last_good::{decode_all, encode};
+    use berth_engine::state::ContainerState;
     use std::path::PathBuf;
 
     fn web(name: &str, args: &str, extra: &str) -> String {
@@ -336,20 +365,25 @@ mod tests {
                     id: format!("{}-1", c.metadata.name),
                     source_file: o.source.file.display().to_string(),
                     spec_hash: o.hash.clone(),
+                    runtime_hash: None,
                     spec_json: serde_json::to_string(&c.spec).unwrap(),
                     image: c.spec.image.clone(),
                     image_digest: Some(format!("sha256:{}", "1".repeat(64))),
-                    state: "running".into(),
+                    state: "running".parse().unwrap(),
                     shim_pid: Some(1),
                     shim_start_time: Some(1),
                     init_pid: Some(2),
                     exit_code: None,
                     restart_count: 0,
                     message: None,
-                    created_at: 1,
-                    started_at: Some(1),
-                    finished_at: None,
+                    created_at_ms: 1,
+                    started_at_ms: Some(1),
+                    finished_at_ms: None,
                     reason: None,
+                    backoff_streak: 0,
+                    ever_ran: true,
+                    rollout: None,
+                    rejected_hash: None,
                 }),
                 _ => None,
             })
@@ -380,7 +414,7 @@ mod tests {
             ("/m/db.yaml", &web("db", "a", "")),
             ("/m/api.yaml", &web("api", "a", "")),
         ]);
-        let p = preview(&next, &good, &recs, "/m", 100);
+        let p = preview(&next, &good, &recs, "/m", 100, true);
         assert_eq!(
             actions(&p),
             [
@@ -408,6 +442,7 @@ mod tests {
         assert_eq!(
             p.summary,
             Summary {
+                update: 0,
                 create: 1,
                 recreate: 1,
                 remove: 1,
@@ -427,11 +462,11 @@ mod tests {
             "  name: web\n  labels: {tier: front}\n  annotations: {berth/prune: disabled}\n",
         );
         let next = load(&[("/m/web.yaml", &labelled)]);
-        let p = preview(&next, &good(&live), &records(&live), "/m", 100);
+        let p = preview(&next, &good(&live), &records(&live), "/m", 100, true);
         let shown: Vec<String> = p.entries[0].changes.iter().map(|c| c.to_string()).collect();
         assert_eq!(shown, [r#"metadata.labels.tier: (none) → "front""#]);
         // Without the running object only the spec is compared, and the note says so.
-        let p = preview(&next, &[], &records(&live), "/m", 100);
+        let p = preview(&next, &[], &records(&live), "/m", 100, true);
         assert_eq!(p.entries[0].action, PlanAction::Recreate);
         assert_eq!(p.entries[0].changes, []);
         assert!(
@@ -452,7 +487,7 @@ mod tests {
         let pinned = |d: &str| web("web", "x", "").replace("busybox:1.36", &format!("busybox@{d}"));
         let live = load(&[("/m/web.yaml", &pinned(&a))]);
         let next = load(&[("/m/web.yaml", &pinned(&b))]);
-        let p = preview(&next, &good(&live), &records(&live), "/m", 100);
+        let p = preview(&next, &good(&live), &records(&live), "/m", 100, true);
         assert_eq!(
             p.entries[0].image_digest,
             Some(DigestChange {
@@ -462,7 +497,7 @@ mod tests {
         );
         // From a tag to a pin: the digest that runs now is the old side.
         let live = load(&[("/m/web.yaml", &web("web", "x", ""))]);
-        let p = preview(&next, &good(&live), &records(&live), "/m", 100);
+        let p = preview(&next, &good(&live), &records(&live), "/m", 100, true);
         assert_eq!(
             p.entries[0].image_digest,
             Some(DigestChange {
@@ -482,7 +517,7 @@ mod tests {
             ("/m/web.yaml", &web("web", "a", "  bogus: 1\n")),
             ("/m/db.yaml", &web("db", "a", "")),
         ]);
-        let p = preview(&next, &good(&live), &records(&live), "/m", 100);
+        let p = preview(&next, &good(&live), &records(&live), "/m", 100, true);
         assert_eq!(actions(&p), ["Keep Container/db", "Frozen Container/web"]);
         assert_eq!(
             p.entries[1].note.as_deref(),
@@ -493,9 +528,9 @@ mod tests {
         assert_eq!(p.problems.len(), 1);
 
         let gone = berth_spec::load_dir(std::path::Path::new("/nonexistent/berth-plan"));
-        let p = preview(&gone, &good(&live), &records(&live), "/m", 100);
+        let p = preview(&gone, &good(&live), &records(&live), "/m", 100, true);
         assert_eq!(actions(&p), ["Frozen Container/db", "Frozen Container/web"]);
-        let p = preview(&gone, &[], &records(&live), "/m", 100);
+        let p = preview(&gone, &[], &records(&live), "/m", 100, true);
         assert_eq!(actions(&p), ["Frozen Container/db", "Frozen Container/web"]);
         assert_eq!(
             p.entries[0].note.as_deref(),
@@ -507,17 +542,17 @@ mod tests {
     fn exited_containers_due_for_a_restart_are_unchanged() {
         let live = load(&[("/m/web.yaml", &web("web", "a", ""))]);
         let mut recs = records(&live);
-        recs[0].state = "exited".into();
+        recs[0].state = ContainerState::Exited;
         recs[0].exit_code = Some(3);
-        recs[0].finished_at = Some(10);
-        let p = preview(&live, &good(&live), &recs, "/m", 100);
+        recs[0].finished_at_ms = Some(10_000);
+        let p = preview(&live, &good(&live), &recs, "/m", 100_000, true);
         assert_eq!(actions(&p), ["Keep Container/web"]);
         assert_eq!(
             p.entries[0].note.as_deref(),
             Some("exited with code 3: restarts under its restartPolicy")
         );
-        recs[0].state = "pulling".into();
-        let p = preview(&live, &good(&live), &recs, "/m", 100);
+        recs[0].state = ContainerState::Pulling;
+        let p = preview(&live, &good(&live), &recs, "/m", 100_000, true);
         assert_eq!(actions(&p), ["Recreate Container/web"]);
         assert_eq!(
             p.entries[0].note.as_deref(),
@@ -531,7 +566,7 @@ mod tests {
             "/m/v.yaml",
             "apiVersion: berth/v1\nkind: Volume\nmetadata: {name: data}\n",
         )]);
-        let p = preview(&l, &[], &[], "/m", 1);
+        let p = preview(&l, &[], &[], "/m", 1, true);
         assert_eq!(p.entries, []);
         assert_eq!(p.not_planned, [ObjectRef::new(Kind::Volume, "data")]);
     }

@@ -239,20 +239,61 @@ impl CgroupManager {
         Cgroup::new(name, self.mode, layout, invalid)
     }
 
-    /// Removes the parent cgroup and everything below it in every hierarchy, best effort (for
-    /// cleaning up after tests). Only the last component of a nested parent is removed.
-    pub fn remove_parent(&self) -> std::result::Result<(), Vec<Error>> {
-        if let Err(e) = validate_path(&self.parent, true) {
-            return Err(vec![e]);
-        }
+    /// The parent's directory in every hierarchy.
+    fn parent_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self
             .hierarchies
             .iter()
             .map(|h| h.dir.join(&self.parent))
             .collect();
         dirs.extend(self.unified_root().map(|u| u.join(&self.parent)));
+        dirs
+    }
+
+    /// The names of the cgroups directly under the parent, in any hierarchy, sorted. A parent
+    /// that does not exist yet has none.
+    pub fn children(&self) -> Result<Vec<String>> {
+        validate_path(&self.parent, true)?;
+        let mut names = std::collections::BTreeSet::new();
+        for dir in self.parent_dirs() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(Error::Read { path: dir, source }),
+            };
+            for e in entries {
+                let e = e.map_err(|source| Error::Read {
+                    path: dir.clone(),
+                    source,
+                })?;
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    names.insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Processes in the parent cgroup itself (not in a container's cgroup below it), sorted.
+    pub fn parent_pids(&self) -> Result<Vec<i32>> {
+        validate_path(&self.parent, true)?;
+        let mut pids = Vec::new();
+        for dir in self.parent_dirs() {
+            pids.extend(control::read_pids(&dir)?);
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
+    /// Removes the parent cgroup and everything below it in every hierarchy, best effort (for
+    /// cleaning up after tests). Only the last component of a nested parent is removed.
+    pub fn remove_parent(&self) -> std::result::Result<(), Vec<Error>> {
+        if let Err(e) = validate_path(&self.parent, true) {
+            return Err(vec![e]);
+        }
         let mut errors = Vec::new();
-        for dir in dirs {
+        for dir in self.parent_dirs() {
             if let Err(mut errs) = control::rmdir_tree(&dir) {
                 errors.append(&mut errs);
             }
@@ -339,5 +380,25 @@ mod tests {
                 .to_string(),
             "invalid cgroup name \"..\": '.' and '..' would leave the parent cgroup"
         );
+    }
+
+    #[test]
+    fn children_and_parent_processes_are_read_from_every_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        for d in [
+            "memory/berth/web-1",
+            "pids/berth/stray",
+            "unified/berth/web-1",
+        ] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        std::fs::write(root.path().join("memory/berth/cgroup.procs"), "7\n3\n").unwrap();
+        std::fs::write(root.path().join("unified/berth/cgroup.procs"), "3\n").unwrap();
+        let mgr = CgroupManager::with_mode(root.path(), Mode::Hybrid, "berth");
+        assert_eq!(mgr.children().unwrap(), ["stray", "web-1"]);
+        assert_eq!(mgr.parent_pids().unwrap(), [3, 7]);
+        let none = CgroupManager::with_mode(root.path(), Mode::Hybrid, "absent");
+        assert_eq!(none.children().unwrap(), Vec::<String>::new());
+        assert_eq!(none.parent_pids().unwrap(), Vec::<i32>::new());
     }
 }

@@ -258,9 +258,17 @@ impl ImageStore {
     }
 
     /// Every image recorded in the store, sorted by reference (for `berth images`).
+    /// An image recorded under a tag and under its pinned digest is listed once, by its tag.
     pub fn list(&self) -> Result<Vec<ImageInfo>> {
-        let mut out: Vec<ImageInfo> = record::list(&self.layout)?
+        let records = record::list(&self.layout)?;
+        let tagged: std::collections::HashSet<String> = records
+            .iter()
+            .filter(|(_, r)| !r.reference.contains('@'))
+            .map(|(_, r)| r.digest.clone())
+            .collect();
+        let mut out: Vec<ImageInfo> = records
             .into_iter()
+            .filter(|(_, r)| !(r.reference.contains('@') && tagged.contains(&r.digest)))
             .map(|(_, r)| ImageInfo {
                 reference: r.reference,
                 digest: r.digest,
@@ -426,11 +434,25 @@ impl ImageStore {
             &layer_digests,
             total,
         );
-        let path = record::record_path(&self.layout, name);
-        let write_path = path.clone();
-        blocking(move || record::write(&write_path, &rec))
-            .await
-            .map_err(|e| self.io_err(name, "write image record", path, e))?;
+        // Also under the digest it resolved to (`repo@sha256:…`), so this exact image can be
+        // found again offline after the tag moves (a rollback runs it again).
+        let mut names = vec![name.to_string()];
+        if let Ok(mut pinned) = ImageRef::parse(name) {
+            if pinned.digest.is_none() {
+                pinned.tag = None;
+                pinned.digest = Some(resolved.digest.clone());
+                names.push(pinned.to_string());
+            }
+        }
+        for n in names {
+            let mut rec = rec.clone();
+            rec.reference = n.clone();
+            let path = record::record_path(&self.layout, &n);
+            let write_path = path.clone();
+            blocking(move || record::write(&write_path, &rec))
+                .await
+                .map_err(|e| self.io_err(name, "write image record", path, e))?;
+        }
         tracing::info!(image = %name, digest = %resolved.digest, layers = layer_dirs.len(), "image ready");
         Ok(Image {
             reference: name.to_string(),

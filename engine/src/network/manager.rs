@@ -27,7 +27,7 @@ use crate::state::{LeaseRecord, NetworkRecord, StateDb};
 use crate::sys;
 
 /// A network as the manifests (or the agent config, for `default`) want it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetworkDef {
     pub name: String,
     pub spec: NetworkSpec,
@@ -201,6 +201,38 @@ impl NetworkManager {
         self.blocking(move |i| i.detach(&owned))
             .await
             .map_err(|e| vec![e])?
+    }
+
+    /// Of `interfaces`, those that do not exist on the host (a veth someone deleted).
+    pub async fn missing_links(
+        &self,
+        interfaces: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        self.blocking(move |_| {
+            let host = Netlink::open()?;
+            let mut missing = std::collections::BTreeSet::new();
+            for name in interfaces {
+                if host.index(&name)?.is_none() {
+                    missing.insert(name);
+                }
+            }
+            Ok(missing)
+        })
+        .await?
+    }
+
+    /// The container ids that have a pinned network namespace.
+    pub fn pinned_ids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.inner.cfg.netns_dir()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Traffic counters of every interface in the container's network namespace.

@@ -12,11 +12,31 @@ pub struct ExitRecord {
     pub signal: Option<i32>,
     /// Unix seconds.
     pub finished_at: u64,
+    /// Unix milliseconds (records written by older shims have only seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
     /// Set when the container never ran: the setup error, verbatim.
     pub error: Option<String>,
 }
 
 impl ExitRecord {
+    /// When the process ended, in unix milliseconds.
+    pub fn finished_ms(&self) -> u64 {
+        self.finished_at_ms.unwrap_or(self.finished_at * 1000)
+    }
+
+    /// A record of an exit now.
+    pub fn now(exit_code: i32, signal: Option<i32>, error: Option<String>) -> ExitRecord {
+        let ms = now_ms();
+        ExitRecord {
+            exit_code,
+            signal,
+            finished_at: ms / 1000,
+            finished_at_ms: Some(ms),
+            error,
+        }
+    }
+
     pub fn read(path: &Path) -> std::io::Result<Option<ExitRecord>> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -31,6 +51,13 @@ impl ExitRecord {
         let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         crate::runtime::atomic::write_file(path, &json)
     }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_unix() -> u64 {

@@ -17,7 +17,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, Pid};
 
 use super::config::{NetworkNamespace, ShimConfig};
-use super::exit::{now_unix, ExitRecord};
+use super::exit::ExitRecord;
 use super::init;
 use super::logs::{LineBuffer, LogWriter};
 use crate::sys::process::{exit_immediately, fork_into_namespaces, Forked};
@@ -48,12 +48,7 @@ pub fn main(dir: &Path) -> i32 {
     match run(&cfg) {
         Ok(()) => 0,
         Err(msg) => {
-            let record = ExitRecord {
-                exit_code: 127,
-                signal: None,
-                finished_at: now_unix(),
-                error: Some(msg.clone()),
-            };
+            let record = ExitRecord::now(127, None, Some(msg.clone()));
             if let Err(e) = record.write(&cfg.exit_path) {
                 eprintln!("berth shim: write {}: {e}", cfg.exit_path.display());
             }
@@ -227,30 +222,19 @@ fn wait_for(init: Pid) -> ExitRecord {
     loop {
         match waitpid(None, None) {
             Ok(WaitStatus::Exited(p, code)) if p == init => {
-                return ExitRecord {
-                    exit_code: code,
-                    signal: None,
-                    finished_at: now_unix(),
-                    error: None,
-                };
+                return ExitRecord::now(code, None, None);
             }
             Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
-                return ExitRecord {
-                    exit_code: 128 + sig as i32,
-                    signal: Some(sig as i32),
-                    finished_at: now_unix(),
-                    error: None,
-                };
+                return ExitRecord::now(128 + sig as i32, Some(sig as i32), None);
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                return ExitRecord {
-                    exit_code: 255,
-                    signal: None,
-                    finished_at: now_unix(),
-                    error: Some(format!("wait for container init {init}: {e}")),
-                };
+                return ExitRecord::now(
+                    255,
+                    None,
+                    Some(format!("wait for container init {init}: {e}")),
+                );
             }
         }
     }

@@ -16,13 +16,16 @@ pub struct LastGoodRecord {
     /// The manifest file the object came from.
     pub source_file: String,
     pub spec_hash: String,
+    /// Its runtime hash; `None` in rows written before berth knew it.
+    #[serde(default)]
+    pub runtime_hash: Option<String>,
     /// The whole object (`apiVersion`, `kind`, `metadata`, `spec`) as canonical JSON.
     pub object_json: String,
     /// Unix seconds of the last change of this row.
     pub updated_at: u64,
 }
 
-const COLUMNS: &str = "kind, name, source_file, spec_hash, object_json, updated_at";
+const COLUMNS: &str = "kind, name, source_file, spec_hash, object_json, updated_at, runtime_hash";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<LastGoodRecord> {
     Ok(LastGoodRecord {
@@ -32,6 +35,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LastGoodRecord> {
         spec_hash: r.get(3)?,
         object_json: r.get(4)?,
         updated_at: r.get::<_, i64>(5)? as u64,
+        runtime_hash: r.get(6)?,
     })
 }
 
@@ -72,7 +76,7 @@ impl StateDb {
             {
                 let mut upsert = tx
                     .prepare(&format!(
-                        "INSERT OR REPLACE INTO last_good ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                        "INSERT OR REPLACE INTO last_good ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                     ))
                     .map_err(q)?;
                 for r in put {
@@ -83,7 +87,8 @@ impl StateDb {
                             r.source_file,
                             r.spec_hash,
                             r.object_json,
-                            r.updated_at as i64
+                            r.updated_at as i64,
+                            r.runtime_hash
                         ])
                         .map_err(q)?;
                 }
@@ -109,6 +114,7 @@ mod tests {
             name: name.into(),
             source_file: format!("/m/{name}.yaml"),
             spec_hash: hash.into(),
+            runtime_hash: Some(format!("{hash}-run")),
             object_json: format!(r#"{{"kind":"{kind}","metadata":{{"name":"{name}"}}}}"#),
             updated_at: 7,
         }

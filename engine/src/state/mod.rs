@@ -5,8 +5,11 @@
 mod containers;
 mod last_good;
 mod leases;
+mod lifecycle;
 mod networks;
+mod rollout;
 mod schema;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,7 +19,10 @@ use rusqlite::Connection;
 pub use containers::ContainerRecord;
 pub use last_good::LastGoodRecord;
 pub use leases::LeaseRecord;
+pub use lifecycle::{ContainerState, Reason, UnknownWord};
 pub use networks::NetworkRecord;
+pub use rollout::{Revision, Rollout};
+pub use volumes::VolumeRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
