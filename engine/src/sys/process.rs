@@ -1,4 +1,5 @@
-//! Process creation for the shim: fork into new namespaces, fd hygiene, `_exit`.
+//! Process creation for the shim and the exec probe helper: fork (into new namespaces),
+//! fd hygiene, the dumpable and parent-death bits, signal dispositions, `_exit`.
 
 use std::io;
 
@@ -37,6 +38,53 @@ pub fn fork_into_namespaces(flags: CloneFlags) -> io::Result<Forked> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
     }
+}
+
+/// A plain `fork(2)` (no new namespaces), with the same rules as [`fork_into_namespaces`]:
+/// only from a single-threaded process.
+pub fn fork() -> io::Result<Forked> {
+    fork_into_namespaces(CloneFlags::empty())
+}
+
+/// `PR_SET_DUMPABLE 0`: `/proc/PID` of this process (and of children forked before they
+/// exec) belongs to root and refuses ptrace-like access, so a process in a container this
+/// process entered cannot open `/proc/PID/exe` and overwrite the host binary (CVE-2019-5736).
+/// `execve` of another program makes the new image dumpable again.
+pub fn set_undumpable() -> io::Result<()> {
+    nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)
+}
+
+/// `PR_SET_PDEATHSIG SIGKILL`: the calling process is killed when the thread that forked it
+/// exits. The kernel clears this on a credential change, so set it after switching users.
+pub fn kill_on_parent_death() -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
+}
+
+/// Puts every signal back to its default action and unblocks them all, right before an
+/// `execve` of a container's program. Rust ignores SIGPIPE at startup, and an ignored signal
+/// stays ignored across `execve`: without this, `yes | head` in a container would see EPIPE
+/// instead of dying as on any other host.
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL involves no handler code; the signal number is in range
+        // (EINVAL for the few the C library reserves is ignored below).
+        let ret = unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if ret == libc::SIG_ERR {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Marks every fd from `first` upwards close-on-exec, so nothing of the shim leaks into the
