@@ -60,23 +60,50 @@ pub fn kill_on_parent_death() -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
 }
 
+/// The kernel's `struct sigaction` for `rt_sigaction(2)` on x86_64 and aarch64 (not the C
+/// library's, whose mask is 128 bytes).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Linux's highest signal number on x86_64 and aarch64 (`_NSIG - 1`).
+const LAST_SIGNAL: libc::c_int = 64;
+
 /// Puts every signal back to its default action and unblocks them all, right before an
-/// `execve` of a container's program. Rust ignores SIGPIPE at startup, and an ignored signal
-/// stays ignored across `execve`: without this, `yes | head` in a container would see EPIPE
-/// instead of dying as on any other host.
+/// `execve` of a container's program: an ignored signal stays ignored across `execve`.
+/// berth's own binary ignores SIGPIPE (Rust does at startup), and glibc's `posix_spawn`
+/// (how the agent starts its helpers) leaves glibc's internal signals 32 and 33 ignored in
+/// the child. The C library refuses to touch those two, so this calls `rt_sigaction(2)`
+/// directly.
 pub fn reset_signals() -> io::Result<()> {
-    for sig in 1..=libc::SIGRTMAX() {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=LAST_SIGNAL {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL involves no handler code; the signal number is in range
-        // (EINVAL for the few the C library reserves is ignored below).
-        let ret = unsafe { libc::signal(sig, libc::SIG_DFL) };
-        if ret == libc::SIG_ERR {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
+        // SAFETY: rt_sigaction reads one kernel sigaction from `default`, which lives for the
+        // call; the old action is not asked for (null); the size is the kernel's 64-bit
+        // sigset. SIG_DFL runs no handler code, so no restorer is needed.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if ret == -1 {
+            return Err(io::Error::last_os_error());
         }
     }
     nix::sys::signal::sigprocmask(
