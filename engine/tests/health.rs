@@ -337,6 +337,31 @@ async fn exec_probe_timeout_kills_the_command_and_what_it_started() {
         processes_mentioning(lab.dir.path(), "exec-probe"),
         Vec::<String>::new()
     );
+
+    // The agent giving up on a probe (its future dropped) kills the helper, and the
+    // command with it (it asked for SIGKILL when its parent dies).
+    let cmd = strings(&["sleep", "30"]);
+    let mut probe =
+        Box::pin(
+            lab.runtime
+                .exec_probe(&c.id, c.init_pid, &cmd, Duration::from_secs(10)),
+        );
+    let cgroup = lab.runtime.cgroups().open(&c.id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            r = &mut probe => panic!("the probe finished: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        let pids = cgroup.pids().expect("container pids");
+        if pids.iter().any(|p| cmdline(*p) == "sleep 30 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the probe's sleep never started");
+    }
+    drop(probe);
+    let after = wait_for_pids(&lab, &c.id, 2).await;
+    assert_eq!(after, before);
     stop(&lab, c).await;
 }
 

@@ -57,10 +57,7 @@ impl Report {
                 id: id.to_string(),
                 pid,
             }),
-            Report::Failed { message } => Err(HealthError::Helper {
-                id: id.to_string(),
-                message,
-            }),
+            Report::Failed { message } => Err(HealthError::HelperFailed { message }),
         }
     }
 }
@@ -220,5 +217,15 @@ mod tests {
         .into_outcome("web", 7)
         .unwrap_err();
         assert!(matches!(err, HealthError::Gone { pid: 7, .. }), "{err}");
+        let err = Report::from_outcome(Err(HealthError::Helper {
+            id: "web".into(),
+            message: "bundle /run/x belongs to container \"db\"".into(),
+        }))
+        .into_outcome("web", 7)
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exec probe helper: exec probe in container web: bundle /run/x belongs to container \"db\""
+        );
     }
 }

@@ -14,12 +14,12 @@
 //! 4. `PR_SET_DUMPABLE 0`: nothing in the container can open `/proc/<us>/exe` (CVE-2019-5736).
 //! 5. `setns` into each namespace, the mount namespace last (it also moves our root and cwd
 //!    into the container's root).
-//! 6. Fork once: a pid namespace applies to children only. The child takes its own process
-//!    group, stdin `/dev/null` and one pipe for stdout and stderr, `chdir`s to the
-//!    container's working dir, applies the container's own profile (the same code as its
-//!    init: rlimits, no_new_privs, bounding set, user and groups, capabilities, seccomp),
-//!    asks to be killed if we die, and execs the command from the container's `PATH` with
-//!    every other fd closed on exec.
+//! 6. Mark every fd close-on-exec, then fork once: a pid namespace applies to children
+//!    only. The child takes its own process group, stdin `/dev/null` (the host's) and one
+//!    pipe for stdout and stderr, `chdir`s to the container's working dir, applies the
+//!    container's own profile (the same code as its init: rlimits, no_new_privs, bounding
+//!    set, user and groups, capabilities, seccomp), asks to be killed if we die, resets
+//!    signal dispositions and execs the command from the container's `PATH`.
 //! 7. The parent collects the output (the first 4096 bytes) until the command exits or the
 //!    timeout passes, then SIGKILLs the command's process group (a probe leaves nothing
 //!    running), reaps the command and reports.
@@ -148,6 +148,13 @@ fn run(
         nix::sched::setns(fd, *flag).map_err(|e| errno_err(id, "enter namespace", path, e))?;
     }
     drop(namespaces);
+    // Nothing the agent or this process opened may reach the container (CVE-2024-21626);
+    // marked again right before the exec.
+    crate::sys::process::cloexec_from(3).map_err(io_err(
+        id,
+        "mark fds close-on-exec before entering",
+        bundle,
+    ))?;
 
     match fork().map_err(io_err(id, "fork the probe command in", bundle))? {
         Forked::Child => {

@@ -102,6 +102,9 @@ pub enum HealthError {
     },
     #[error("exec probe in container {id}: {message}")]
     Helper { id: String, message: String },
+    /// The helper's own error, as it reported it (its message names the container).
+    #[error("exec probe helper: {message}")]
+    HelperFailed { message: String },
     #[error(
         "exec probe in container {id}: helper {exe} ended ({status}) without a report: {stderr}"
     )]

@@ -95,6 +95,9 @@ pub(super) fn loopback(port: u16) -> SocketAddr {
 /// Connects to `127.0.0.1:port`; the unhealthy result when it cannot.
 pub(super) fn connect(port: u16, timeout: Duration) -> std::result::Result<TcpStream, ProbeResult> {
     let addr = loopback(port);
+    if timeout.is_zero() {
+        return Err(ProbeResult::timed_out(timeout));
+    }
     TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ProbeResult::timed_out(timeout),
         _ => ProbeResult::unhealthy(format!("connect {addr}: {}", io_text(&e))),
