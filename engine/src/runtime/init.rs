@@ -314,8 +314,9 @@ pub(crate) fn exec(args: &[String], env: &[String], home: &str) -> Result<Infall
         .map(String::as_str)
         .chain((!has_home).then_some(home_var.as_str()));
     let envp = cstrings(env, "env entry")?;
-    // berth's own binary ignores SIGPIPE (Rust does at startup), and an ignored signal stays
-    // ignored across execve: the program gets the defaults any host would give it.
+    // An ignored signal stays ignored across execve, and berth's process left some so
+    // (SIGPIPE by Rust's startup, 32 and 33 by glibc's posix_spawn): the program gets the
+    // defaults any host would give it.
     sys::process::reset_signals().map_err(|e| format!("reset signals: {}", io_text(&e)))?;
     // The error pipe is O_CLOEXEC and must stay open until the exec succeeds; every other fd
     // above stderr is marked close-on-exec too.
