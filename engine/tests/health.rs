@@ -106,10 +106,10 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
         lab.request("hx-exit", IDLE, SecurityConfig::default()),
     )
     .await;
-    let second = Duration::from_secs(5);
+    let timeout = Duration::from_secs(5);
 
     assert_eq!(
-        sh_probe(&lab, &c, "echo ok; exit 0", second).await,
+        sh_probe(&lab, &c, "echo ok; exit 0", timeout).await,
         ProbeResult {
             healthy: true,
             output: "ok\n".into(),
@@ -117,7 +117,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
         }
     );
     assert_eq!(
-        sh_probe(&lab, &c, "exit 3", second).await,
+        sh_probe(&lab, &c, "exit 3", timeout).await,
         ProbeResult {
             healthy: false,
             output: String::new(),
@@ -130,7 +130,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
             &lab,
             &c,
             "echo out; echo err >&2; echo out2; exit 1",
-            second
+            timeout
         )
         .await,
         ProbeResult {
@@ -141,7 +141,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
     );
     // Killed by a signal: 128 + the signal, as a shell reports it.
     assert_eq!(
-        sh_probe(&lab, &c, "kill -9 $$", second).await,
+        sh_probe(&lab, &c, "kill -9 $$", timeout).await,
         ProbeResult {
             healthy: false,
             output: String::new(),
@@ -149,7 +149,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
         }
     );
     // Docker keeps 4096 bytes of output; the rest is read and dropped.
-    let long = sh_probe(&lab, &c, "head -c 100000 /dev/zero | tr '\\0' a", second).await;
+    let long = sh_probe(&lab, &c, "head -c 100000 /dev/zero | tr '\\0' a", timeout).await;
     assert_eq!(
         (long.healthy, long.exit_code, long.output.len()),
         (true, Some(0), 4096)
@@ -158,7 +158,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
 
     let missing = lab
         .runtime
-        .exec_probe(&c.id, c.init_pid, &strings(&["nosuch", "arg"]), second)
+        .exec_probe(&c.id, c.init_pid, &strings(&["nosuch", "arg"]), timeout)
         .await
         .expect("a missing command is an unhealthy probe, not an error");
     assert_eq!(
@@ -171,7 +171,7 @@ async fn exec_probe_exit_codes_output_and_missing_commands() {
     );
     let err = lab
         .runtime
-        .exec_probe(&c.id, c.init_pid, &[], second)
+        .exec_probe(&c.id, c.init_pid, &[], timeout)
         .await
         .expect_err("an empty command is refused");
     assert_eq!(
@@ -375,14 +375,14 @@ async fn probes_refuse_a_pid_that_is_not_the_containers_init() {
     .await;
     let pids = wait_for_pids(&lab, &c.id, 2).await;
     let cmd = strings(&["true"]);
-    let second = Duration::from_secs(5);
+    let timeout = Duration::from_secs(5);
     let hint = "(hint: the container may have restarted; probe the init pid of its latest start)";
 
     // A host process: not in the container's cgroup.
     let me = std::process::id() as i32;
     let err = lab
         .runtime
-        .exec_probe(&c.id, me, &cmd, second)
+        .exec_probe(&c.id, me, &cmd, timeout)
         .await
         .expect_err("the test process is not the init");
     let first_dir = lab.runtime.cgroups().open(&c.id).paths()[0].clone();
@@ -400,7 +400,7 @@ async fn probes_refuse_a_pid_that_is_not_the_containers_init() {
         .expect("the init's sleep");
     let err = lab
         .runtime
-        .exec_probe(&c.id, sleeper, &cmd, second)
+        .exec_probe(&c.id, sleeper, &cmd, timeout)
         .await
         .expect_err("the init's child is not the init");
     assert!(
@@ -416,7 +416,7 @@ async fn probes_refuse_a_pid_that_is_not_the_containers_init() {
     gone.wait().expect("reap true");
     let err = lab
         .runtime
-        .exec_probe(&c.id, gone_pid, &cmd, second)
+        .exec_probe(&c.id, gone_pid, &cmd, timeout)
         .await
         .expect_err("a gone process is refused");
     assert_eq!(
@@ -428,7 +428,7 @@ async fn probes_refuse_a_pid_that_is_not_the_containers_init() {
         pid: me,
         cgroup: lab.runtime.cgroups().open(&c.id),
     };
-    let err = health::tcp_probe(target, 80, second)
+    let err = health::tcp_probe(target, 80, timeout)
         .await
         .expect_err("the test process is not the init");
     assert!(
@@ -438,7 +438,7 @@ async fn probes_refuse_a_pid_that_is_not_the_containers_init() {
     // And the real init passes.
     let ok = lab
         .runtime
-        .exec_probe(&c.id, c.init_pid, &cmd, second)
+        .exec_probe(&c.id, c.init_pid, &cmd, timeout)
         .await
         .expect("the init is accepted");
     assert_eq!(ok.exit_code, Some(0));
@@ -528,7 +528,10 @@ async fn tcp_and_http_probes_run_in_the_containers_network_namespace() {
 
     // A listener that accepts and never answers (each connection gets a silent `sleep`): the
     // probe gives up at its timeout.
-    let _ = until_healthy(|| health::tcp_probe(target.clone(), silent, second)).await;
+    assert_eq!(
+        until_healthy(|| health::tcp_probe(target.clone(), silent, second)).await,
+        healthy(format!("connected to 127.0.0.1:{silent}"))
+    );
     let t0 = Instant::now();
     let slow = health::http_probe(target.clone(), silent, "/", Duration::from_millis(500))
         .await
