@@ -126,6 +126,19 @@ enum Command {
     /// Internal: the per-container monitor process the agent starts.
     #[command(hide = true)]
     Shim { bundle: PathBuf },
+    /// Internal: runs one exec health probe inside a running container.
+    #[command(hide = true)]
+    ExecProbe {
+        bundle: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        pid: i32,
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
 }
 
 fn init_tracing() {
@@ -146,6 +159,20 @@ fn main() -> ExitCode {
         Command::Shim { bundle } => {
             ExitCode::from(berth_engine::runtime::shim::main(&bundle) as u8)
         }
+        // Forks and enters a container: single-threaded as well.
+        Command::ExecProbe {
+            bundle,
+            id,
+            pid,
+            timeout_ms,
+            cmd,
+        } => ExitCode::from(berth_engine::health::helper::main(
+            &bundle,
+            &id,
+            pid,
+            std::time::Duration::from_millis(timeout_ms),
+            &cmd,
+        ) as u8),
         Command::Validate {
             dirs,
             output,

@@ -5,49 +5,18 @@
 //!
 //! Needs root, `/bin/busybox` (busybox-static) and the `berth` binary (`cargo build -p berth`).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_engine::cgroups::{CgroupManager, Limits};
-use berth_engine::runtime::logs::LogConfig;
 use berth_engine::runtime::security::{CapSet, Resource, Rlimit, SecurityConfig};
-use berth_engine::runtime::{
-    ContainerRequest, ExitRecord, NetworkNamespace, ProcessSpec, Runtime, RuntimeError,
-};
-use berth_tests::agent::{berth_bin, cgroup_dirs_with, leaks, unique_prefix};
+use berth_engine::runtime::{ExitRecord, RuntimeError};
+use common::lab::{read_log, status_fields, Lab, DOCKER_CAPS};
 
-/// Docker's default capability mask, as `/proc/PID/status` prints it.
-const DOCKER_CAPS: &str = "00000000a80425fb";
 const CAP_NET_RAW: u8 = 13;
 const CAP_SYS_ADMIN: u8 = 21;
-
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
-app:x:1000:1000:app:/home/app:/bin/sh\n";
-const GROUP: &str = "root:x:0:\nwheel:x:10:root\naudio:x:29:nobody\nvideo:x:44:app,nobody\nnogroup:x:65534:\napp:x:1000:\n";
-
-fn require_root_and_tools() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the security tests need root: they create namespaces, cgroups and mounts"
-    );
-    assert!(
-        Path::new("/bin/busybox").is_file(),
-        "test prerequisite missing: /bin/busybox (hint: apt-get install busybox-static)"
-    );
-}
-
-/// One test's runtime: its own state and run dirs, a cgroup parent with a unique prefix and
-/// a one-layer busybox image. Dropping it removes everything.
-struct Lab {
-    dir: tempfile::TempDir,
-    prefix: String,
-    runtime: Runtime,
-    layers: Vec<PathBuf>,
-}
 
 /// What a finished container left: its exit record and its output.
 struct Output {
@@ -57,54 +26,11 @@ struct Output {
 }
 
 impl Lab {
-    fn new() -> Lab {
-        require_root_and_tools();
-        let dir = tempfile::Builder::new()
-            .prefix("berth-test-security-")
-            .tempdir()
-            .expect("temp dir");
-        let prefix = unique_prefix();
-        let cgroups =
-            CgroupManager::detect(Path::new("/sys/fs/cgroup"), &prefix).expect("detect cgroups");
-        let runtime = Runtime::new(
-            &dir.path().join("state"),
-            &dir.path().join("run"),
-            cgroups,
-            berth_bin(),
-        );
-        let layer = dir.path().join("layers").join("base");
-        build_busybox_layer(&layer);
-        Lab {
-            dir,
-            prefix,
-            runtime,
-            layers: vec![layer],
-        }
-    }
-
     /// Starts `sh -c script` with `security`; the setup error when it does not start.
     fn try_run(&self, script: &str, security: SecurityConfig) -> Result<Output, String> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let id = format!("sec-{}", N.fetch_add(1, Ordering::SeqCst));
-        let req = ContainerRequest {
-            id: &id,
-            hostname: "probe",
-            layers: &self.layers,
-            process: ProcessSpec {
-                args: vec!["sh".into(), "-c".into(), script.into()],
-                env: vec!["PATH=/bin".into()],
-                cwd: "/".into(),
-            },
-            limits: Limits::default(),
-            network: NetworkNamespace::New,
-            etc_files: vec![],
-            log: LogConfig::default(),
-            mounts: vec![],
-            devices: vec![],
-            unmasked: false,
-            readonly_rootfs: false,
-            security,
-        };
+        let req = self.request(&id, script, security);
         let started = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -133,12 +59,7 @@ impl Lab {
                 })
             }
         };
-        // The shim exits right after writing the exit record; its cgroup may need a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Err(errs) = self.runtime.remove(&id) {
-            assert!(Instant::now() < deadline, "remove container {id}: {errs:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.remove(&id);
         result
     }
 
@@ -155,71 +76,13 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for d in cgroup_dirs_with(&self.prefix) {
-            let _ = std::fs::remove_dir(&d);
-        }
-        let left = leaks(&self.prefix, self.dir.path());
-        if !std::thread::panicking() {
-            assert!(left.is_empty(), "left on the host: {left:#?}");
-        }
-    }
-}
-
-/// busybox with its applets, the test's passwd and group, a world-writable /tmp.
-fn build_busybox_layer(root: &Path) {
-    for d in ["bin", "etc", "tmp", "mnt", "root", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(d)).expect("mkdir in layer");
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
-    let list = std::process::Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
-        symlink("busybox", root.join("bin").join(applet)).expect("applet link");
-    }
-    std::fs::write(root.join("etc/passwd"), PASSWD).expect("write passwd");
-    std::fs::write(root.join("etc/group"), GROUP).expect("write group");
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
-        .expect("chmod /tmp");
-}
-
-/// stdout and stderr of a container, from its JSON-lines log.
-fn read_log(path: &Path) -> (String, String) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let (mut out, mut err) = (String::new(), String::new());
-    for line in text.lines() {
-        let rec: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("log line {line:?}: {e}"));
-        let log = rec["log"].as_str().unwrap_or_default();
-        match rec["stream"].as_str() {
-            Some("stdout") => out.push_str(log),
-            _ => err.push_str(log),
-        }
-    }
-    (out, err)
-}
-
-/// `Key:\tvalue` lines of /proc/PID/status.
-fn status_fields(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
 fn caps_hex(set: CapSet) -> String {
     format!("{:016x}", set.bits())
 }
 
 #[test]
 fn default_profile_is_dockers() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let out = lab.run("cat /proc/self/status", SecurityConfig::default());
     assert_eq!(out.exit.exit_code, 0, "stderr: {}", out.stderr);
     let s = status_fields(&out.stdout);
@@ -240,7 +103,7 @@ fn default_profile_is_dockers() {
 
 #[test]
 fn user_by_name_with_groups() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let cfg = SecurityConfig {
         user: Some("nobody".into()),
         ..SecurityConfig::default()
@@ -286,7 +149,7 @@ fn user_by_name_with_groups() {
 
 #[test]
 fn unknown_user_is_a_clear_error() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let cfg = SecurityConfig {
         user: Some("nobody2".into()),
         ..SecurityConfig::default()
@@ -315,7 +178,7 @@ fn unknown_user_is_a_clear_error() {
 
 #[test]
 fn capabilities_add_and_drop() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     // With NET_RAW, root pings over a raw socket; without it, busybox falls back to an ICMP
     // datagram socket, which a fresh network namespace does not allow (ping_group_range).
     let ping = "ping -c 1 -W 2 127.0.0.1 >/dev/null && echo ping=ok || echo ping=failed";
@@ -358,7 +221,7 @@ fn capabilities_add_and_drop() {
 
 #[test]
 fn seccomp_refuses_calls_outside_the_profile() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     // A user namespace needs no capability, so only the filter stands in the way.
     let script = "unshare -U true && echo userns=ok || echo userns=refused; \
                   mount -t tmpfs none /mnt && echo mount=ok || echo mount=refused; \
@@ -395,7 +258,7 @@ fn seccomp_refuses_calls_outside_the_profile() {
 
 #[test]
 fn privileged_is_the_hosts_full_set_without_filters() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let cfg = SecurityConfig {
         capabilities: CapSet::all(),
         no_new_privileges: false,
@@ -415,7 +278,7 @@ fn privileged_is_the_hosts_full_set_without_filters() {
 
 #[test]
 fn rlimits_lower_but_never_raise() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let (_, nofile_hard) = berth_engine::sys::rlimit::get(libc::RLIMIT_NOFILE as libc::c_int)
         .expect("own RLIMIT_NOFILE");
     let cfg = SecurityConfig {
@@ -458,7 +321,7 @@ fn rlimits_lower_but_never_raise() {
 
 #[test]
 fn namespaced_sysctls_only() {
-    let lab = Lab::new();
+    let lab = Lab::new("security");
     let host_port_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
         .expect("host sysctl");
     let cfg = SecurityConfig {

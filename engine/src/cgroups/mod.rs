@@ -306,6 +306,13 @@ impl CgroupManager {
     }
 }
 
+/// The processes listed in the `cgroup.procs` of one cgroup directory (in the caller's pid
+/// namespace); none when the directory does not exist. To check that a pid is in a cgroup in
+/// every hierarchy, not just in one of them (which [`Cgroup::pids`] would say).
+pub fn procs_of(dir: &Path) -> Result<Vec<i32>> {
+    control::read_pids(dir)
+}
+
 /// Checks that a cgroup name (one component) or parent (components joined by `/`) stays
 /// inside its hierarchy.
 fn validate_path(path: &str, nested: bool) -> Result<()> {

@@ -72,7 +72,7 @@ pub fn setup_and_exec(cfg: &ShimConfig) -> Result<Infallible, String> {
     }
     chdir(cfg.cwd.as_str()).map_err(|e| format!("chdir to {}: {}", cfg.cwd, errno_text(e)))?;
     let user = security::apply(&cfg.security)?;
-    exec(cfg, &user.home)
+    exec(&cfg.args, &cfg.env, &user.home)
 }
 
 /// Enters the prepared network namespace (bridge networks). A new empty one was made by the
@@ -267,14 +267,13 @@ fn mount_dev() -> Result<(), String> {
     )
 }
 
-/// Finds the program like execvp, with the container's own `PATH`, inside the new root.
-fn find_executable(cfg: &ShimConfig) -> Result<PathBuf, String> {
-    let name = cfg.args.first().ok_or("exec: no command given")?;
+/// Finds the program like execvp, with the container's own `PATH` (from `env`), inside the
+/// container's root.
+fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, String> {
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
-    let path_var = cfg
-        .env
+    let path_var = env
         .iter()
         .find_map(|kv| kv.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -298,21 +297,27 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>, what: &str) -> Result<Vec<
         .collect()
 }
 
-/// `home`: the user's home dir from the image's passwd file; it becomes `HOME` unless the
-/// image or the manifest set one (as runc does).
-fn exec(cfg: &ShimConfig, home: &str) -> Result<Infallible, String> {
-    let program = find_executable(cfg)?;
+/// Execs `args` (`args[0]` resolved in `env`'s `PATH`) with `env`, as the last step of a
+/// process that is already inside the container with its profile applied: the container's
+/// init, or an exec probe's command. `home`: the user's home dir from the image's passwd
+/// file; it becomes `HOME` unless the image or the manifest set one (as runc does).
+pub(crate) fn exec(args: &[String], env: &[String], home: &str) -> Result<Infallible, String> {
+    let name = args.first().ok_or("exec: no command given")?;
+    let program = find_executable(name, env)?;
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| "exec: program path contains a NUL byte".to_string())?;
-    let argv = cstrings(cfg.args.iter().map(String::as_str), "argument")?;
+    let argv = cstrings(args.iter().map(String::as_str), "argument")?;
     let home_var = format!("HOME={}", if home.is_empty() { "/" } else { home });
-    let has_home = cfg.env.iter().any(|kv| kv.starts_with("HOME="));
-    let env = cfg
-        .env
+    let has_home = env.iter().any(|kv| kv.starts_with("HOME="));
+    let env = env
         .iter()
         .map(String::as_str)
         .chain((!has_home).then_some(home_var.as_str()));
     let envp = cstrings(env, "env entry")?;
+    // An ignored signal stays ignored across execve, and berth's process left some so
+    // (SIGPIPE by Rust's startup, 32 and 33 by glibc's posix_spawn): the program gets the
+    // defaults any host would give it.
+    sys::process::reset_signals().map_err(|e| format!("reset signals: {}", io_text(&e)))?;
     // The error pipe is O_CLOEXEC and must stay open until the exec succeeds; every other fd
     // above stderr is marked close-on-exec too.
     sys::process::cloexec_from(3)

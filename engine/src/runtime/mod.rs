@@ -113,6 +113,11 @@ impl Runtime {
         &self.cgroups
     }
 
+    /// The berth binary the runtime re-executes (`berth shim`, `berth exec-probe`).
+    pub(crate) fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     /// Persistent dir of a container: overlay upper and work dirs, the mount point, logs.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.state_dir.join("containers").join(id)

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -94,12 +95,37 @@ where
     T: Send + 'static,
 {
     let path = path.to_path_buf();
+    on_fresh_thread(move || {
+        enter(&path)?;
+        Ok(f())
+    })
+}
+
+/// Like [`run_in`], for a namespace the caller holds open: `/proc/PID/ns/net` of a process it
+/// verified, say (a path could name another process by the time the thread opens it).
+/// `name` is where `ns` was opened, for errors.
+pub fn run_in_fd<T, F>(ns: OwnedFd, name: &Path, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let name = name.to_path_buf();
+    on_fresh_thread(move || {
+        setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| nix_err("enter network namespace", &name, e))?;
+        drop(ns);
+        Ok(f())
+    })
+}
+
+fn on_fresh_thread<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
     std::thread::Builder::new()
         .name("berth-netns".into())
-        .spawn(move || -> io::Result<T> {
-            enter(&path)?;
-            Ok(f())
-        })?
+        .spawn(f)?
         .join()
         .map_err(|_| io::Error::other("network namespace thread panicked"))?
 }

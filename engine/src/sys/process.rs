@@ -1,4 +1,5 @@
-//! Process creation for the shim: fork into new namespaces, fd hygiene, `_exit`.
+//! Process creation for the shim and the exec probe helper: fork (into new namespaces),
+//! fd hygiene, the dumpable and parent-death bits, signal dispositions, `_exit`.
 
 use std::io;
 
@@ -37,6 +38,80 @@ pub fn fork_into_namespaces(flags: CloneFlags) -> io::Result<Forked> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
     }
+}
+
+/// A plain `fork(2)` (no new namespaces), with the same rules as [`fork_into_namespaces`]:
+/// only from a single-threaded process.
+pub fn fork() -> io::Result<Forked> {
+    fork_into_namespaces(CloneFlags::empty())
+}
+
+/// `PR_SET_DUMPABLE 0`: `/proc/PID` of this process (and of children forked before they
+/// exec) belongs to root and refuses ptrace-like access, so a process in a container this
+/// process entered cannot open `/proc/PID/exe` and overwrite the host binary (CVE-2019-5736).
+/// `execve` of another program makes the new image dumpable again.
+pub fn set_undumpable() -> io::Result<()> {
+    nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)
+}
+
+/// `PR_SET_PDEATHSIG SIGKILL`: the calling process is killed when the thread that forked it
+/// exits. The kernel clears this on a credential change, so set it after switching users.
+pub fn kill_on_parent_death() -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction(2)` on x86_64 and aarch64 (not the C
+/// library's, whose mask is 128 bytes).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Linux's highest signal number on x86_64 and aarch64 (`_NSIG - 1`).
+const LAST_SIGNAL: libc::c_int = 64;
+
+/// Puts every signal back to its default action and unblocks them all, right before an
+/// `execve` of a container's program: an ignored signal stays ignored across `execve`.
+/// berth's own binary ignores SIGPIPE (Rust does at startup), and glibc's `posix_spawn`
+/// (how the agent starts its helpers) leaves glibc's internal signals 32 and 33 ignored in
+/// the child. The C library refuses to touch those two, so this calls `rt_sigaction(2)`
+/// directly.
+pub fn reset_signals() -> io::Result<()> {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=LAST_SIGNAL {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one kernel sigaction from `default`, which lives for the
+        // call; the old action is not asked for (null); the size is the kernel's 64-bit
+        // sigset. SIG_DFL runs no handler code, so no restorer is needed.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if ret == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Marks every fd from `first` upwards close-on-exec, so nothing of the shim leaks into the

@@ -1,7 +1,10 @@
-//! Helpers shared by the image tests: a root check, temp state dirs, a mirror config for the
-//! test registry, and the busybox test image as an OCI layout.
+//! Helpers shared by the engine tests: a root check, temp state dirs, a mirror config for the
+//! test registry, and the busybox test image as an OCI layout; [`lab`] for tests that run
+//! real containers.
 
 #![allow(dead_code)] // each test file uses its own subset
+
+pub mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
