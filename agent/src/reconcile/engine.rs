@@ -50,14 +50,7 @@ pub struct ProbeTarget {
     pub network_mode: NetworkMode,
 }
 
-/// One probe's outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeResult {
-    pub healthy: bool,
-    /// At most 4 KiB.
-    pub output: String,
-    pub exit_code: Option<i32>,
-}
+pub use berth_engine::health::ProbeResult;
 
 /// A cgroup under berth's parent and the processes in it.
 #[derive(Clone, Debug, PartialEq, Eq)]

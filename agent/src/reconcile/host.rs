@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_engine::cgroups::Limits;
+use berth_engine::health;
 use berth_engine::images::{Image, ImageStore, PullProgress, RegistryConfig};
 use berth_engine::network::{AttachRequest, NetworkDef, NetworkError, NetworkManager};
 use berth_engine::runtime::logs::LogConfig;
@@ -50,9 +51,9 @@ fn limits(spec: &ContainerSpec) -> Limits {
     }
 }
 
-/// Whether the process `pid` that started at `start` still runs.
+/// Whether the process `pid` that started at `start` still runs (a zombie does not).
 fn alive(pid: i32, start: u64) -> bool {
-    berth_engine::sys::process::start_time(pid).is_ok_and(|s| s == start)
+    berth_engine::sys::process::is_running(pid, start)
 }
 
 impl HostEngine {
@@ -380,16 +381,27 @@ impl Engine for HostEngine {
         }
     }
 
-    async fn probe(
-        &self,
-        _target: &ProbeTarget,
-        _probe: &Probe,
-        _timeout: Duration,
-    ) -> ProbeResult {
-        ProbeResult {
+    async fn probe(&self, target: &ProbeTarget, probe: &Probe, timeout: Duration) -> ProbeResult {
+        let result = match probe {
+            Probe::Exec(cmd) => {
+                self.runtime
+                    .exec_probe(&target.id, target.init_pid, cmd, timeout)
+                    .await
+            }
+            Probe::Tcp(t) => match self.runtime.net_target(&target.id, target.init_pid) {
+                Ok(net) => health::tcp_probe(net, t.port, timeout).await,
+                Err(e) => Err(e),
+            },
+            Probe::Http(h) => match self.runtime.net_target(&target.id, target.init_pid) {
+                Ok(net) => health::http_probe(net, h.port, &h.path, timeout).await,
+                Err(e) => Err(e),
+            },
+        };
+        // berth's own failure to probe is a failed probe too, with berth's reason as output.
+        result.unwrap_or_else(|e| ProbeResult {
             healthy: false,
-            output: "health probes are not wired to the engine yet".into(),
+            output: format!("berth could not run the probe: {e}"),
             exit_code: None,
-        }
+        })
     }
 }

@@ -140,20 +140,38 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22). With the
-/// pid it identifies a process for good: a recycled pid has another start time.
-pub fn start_time(pid: i32) -> io::Result<u64> {
+/// State (field 3) and start time (field 22) from `/proc/PID/stat`.
+fn stat_state_and_start(pid: i32) -> io::Result<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat");
     // The command name (field 2) is in parentheses and may hold spaces: parse after the last ')'.
     let after = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))?;
-    after
-        .split_whitespace()
-        .nth(19)
+        .ok_or_else(malformed)?;
+    let mut fields = after.split_whitespace();
+    let state = fields
+        .next()
+        .and_then(|s| s.chars().next())
+        .ok_or_else(malformed)?;
+    let start = fields
+        .nth(18)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat"))
+        .ok_or_else(malformed)?;
+    Ok((state, start))
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22). With the
+/// pid it identifies a process for good: a recycled pid has another start time.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    stat_state_and_start(pid).map(|(_, start)| start)
+}
+
+/// Whether the process `pid` that started at `start` still runs: it exists, it is that
+/// process, and it is not a zombie waiting for its parent to reap it (its pidfd already
+/// says it exited).
+pub fn is_running(pid: i32, start: u64) -> bool {
+    matches!(stat_state_and_start(pid), Ok((state, s)) if s == start && !matches!(state, 'Z' | 'X'))
 }
 
 /// Drops this process's resident pages of read-only file mappings (program text, read-only
@@ -210,6 +228,29 @@ pub fn drop_clean_file_pages() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_running_and_a_live_process_is() {
+        let me = std::process::id() as i32;
+        let start = start_time(me).unwrap();
+        assert!(is_running(me, start));
+        assert!(
+            !is_running(me, start + 1),
+            "another process with a recycled pid"
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let child_start = start_time(pid).unwrap();
+        // Exited but not reaped: a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stat_state_and_start(pid).map(|(s, _)| s).ok() != Some('Z') {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_running(pid, child_start));
+        child.wait().unwrap();
+        assert!(!is_running(pid, child_start));
+    }
 
     #[test]
     fn start_time_of_self_is_stable_and_nonzero() {
