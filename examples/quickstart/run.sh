@@ -59,6 +59,9 @@ stateDir: $work/state
 runDir: $work/run
 listen: $listen
 cgroupParent: berth-quickstart
+# The demo ends by emptying its manifest directory; berth refuses to prune on an empty
+# directory unless told so (a half-finished git checkout must not wipe a host).
+allowEmpty: true
 networks:
   bridgePrefix: bq
 registries:

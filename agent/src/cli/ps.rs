@@ -22,7 +22,7 @@ pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
 pub fn table(list: &[Value]) -> String {
     let line = |cols: [&str; 8]| {
         format!(
-            "{:<20} {:<12} {:>8} {:>5} {:>8}  {:<36} {:<24} {}\n",
+            "{:<20} {:<20} {:>8} {:>5} {:>8}  {:<36} {:<24} {}\n",
             cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
         )
         .trim_end()
@@ -40,6 +40,10 @@ pub fn table(list: &[Value]) -> String {
                 .unwrap_or_else(|| "-".into())
         };
         let mut state = s("state");
+        // As `docker ps` shows it: `running (healthy)`.
+        if let Some(h) = c["health"]["status"].as_str() {
+            state = format!("{state} ({h})");
+        }
         if let Some(p) = c["pull"].as_object() {
             let done = p["doneBytes"].as_u64().unwrap_or(0);
             let total = p["totalBytes"].as_u64().unwrap_or(0).max(1);
@@ -57,10 +61,20 @@ pub fn table(list: &[Value]) -> String {
             &n("restartCount"),
             &s("image"),
             &ports.join(", "),
-            &s("message"),
+            &message(c),
         ]));
     }
     out
+}
+
+/// The message column: what it waits for (and until when), else its last message.
+fn message(c: &Value) -> String {
+    match (c["waitingFor"].as_str(), c["message"].as_str()) {
+        (Some(w), Some(m)) => format!("waiting for {w}; {m}"),
+        (Some(w), None) => format!("waiting for {w}"),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -78,14 +92,23 @@ mod tests {
                    "image": "docker.io/library/postgres:16", "restartCount": 0, "ports": []}),
             json!({"name": "job", "state": "exited", "exitCode": 1, "restartCount": 2,
                    "image": "busybox", "ports": [], "message": "exec /bin/nope: no such file or directory"}),
+            json!({"name": "api", "state": "running", "pid": 7, "restartCount": 0, "image": "busybox",
+                   "ports": [], "health": {"status": "healthy"}}),
+            json!({"name": "app", "state": "waiting", "restartCount": 0, "image": "",
+                   "ports": [], "waitingFor": "db to be healthy"}),
+            json!({"name": "crash", "state": "exited", "exitCode": 1, "restartCount": 4, "image": "busybox",
+                   "ports": [], "waitingFor": "restart back-off (16s)"}),
         ];
         assert_eq!(
             table(&list),
             "\
-NAME                 STATE             PID  EXIT RESTARTS  IMAGE                                PORTS                    MESSAGE
-web                  running          4242     -        0  docker.io/library/nginx:1.27         0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp
-db                   pulling 45%         -     -        0  docker.io/library/postgres:16
-job                  exited              -     1        2  busybox                                                       exec /bin/nope: no such file or directory
+NAME                 STATE                     PID  EXIT RESTARTS  IMAGE                                PORTS                    MESSAGE
+web                  running                  4242     -        0  docker.io/library/nginx:1.27         0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp
+db                   pulling 45%                 -     -        0  docker.io/library/postgres:16
+job                  exited                      -     1        2  busybox                                                       exec /bin/nope: no such file or directory
+api                  running (healthy)           7     -        0  busybox
+app                  waiting                     -     -        0                                                                waiting for db to be healthy
+crash                exited                      -     1        4  busybox                                                       waiting for restart back-off (16s)
 "
         );
     }
