@@ -27,7 +27,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p berth
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-{ cargo test --workspace 2>&1; echo "cargo test exit status: $?"; } | tee "$log"
+# --no-fail-fast: a failing test binary must not hide the results of the ones after it.
+{ cargo test --workspace --no-fail-fast 2>&1; echo "cargo test exit status: $?"; } | tee "$log"
 status=0
 grep -q '^cargo test exit status: 0$' "$log" || status=1
 # One closing line for the whole run (cargo prints one per test binary, the last often a

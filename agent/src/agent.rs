@@ -78,6 +78,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         last_load: last_load.clone(),
         health: health.clone(),
         allow_empty: cfg.allow_empty,
+        volumes_dir: cfg.state_dir.join("volumes"),
         usage: Arc::new(crate::usage::Usage {
             runtime: runtime.clone(),
             networks: Some(network_manager.clone()),

@@ -5,6 +5,7 @@ pub mod images;
 mod logs;
 mod manifests;
 pub mod plan;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub health: Arc<crate::reconcile::health::HealthBoard>,
     /// `allowEmpty` of the agent config, for the plan.
     pub allow_empty: bool,
+    /// `<stateDir>/volumes`: named volumes.
+    pub volumes_dir: PathBuf,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -44,6 +47,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/containers/{name}/logs", get(logs::get_logs))
         .route("/v1/containers/{name}/stats", get(get_container_usage))
         .route("/v1/stats", get(list_usage))
+        .route("/v1/volumes", get(volumes::list_volumes))
         .route("/v1/manifests", get(manifests::get_manifests))
         .route("/v1/plan", get(plan::get_plan))
         .route("/v1/state", get(plan::get_state))
@@ -79,6 +83,7 @@ impl ApiState {
             }),
             health: Arc::default(),
             allow_empty: false,
+            volumes_dir: dir.join("volumes"),
         }
     }
 }

@@ -16,6 +16,12 @@ mod execute;
 mod executor;
 #[cfg(test)]
 mod fake;
+
+/// A running record of `name`, for tests elsewhere in the agent.
+#[cfg(test)]
+pub fn fake_record(name: &str) -> berth_engine::state::ContainerRecord {
+    fake::record(name, "h", berth_engine::state::ContainerState::Running)
+}
 pub mod health;
 pub mod host;
 pub mod last_good;
