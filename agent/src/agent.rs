@@ -132,6 +132,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             },
             allow_empty: cfg.allow_empty,
             parallel: cfg.parallel_actions,
+            resync: cfg.resync_interval,
             ..ReconcileConfig::default()
         },
         Clock::system(),

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub restart_backoff: BackoffFileConfig,
     /// Actions (pulls, starts, stops) that run at once [default: 4].
     pub parallel_actions: Option<usize>,
+    /// How often the agent looks at the whole host again and repairs drift [default: 30s].
+    pub resync_interval: Option<berth_spec::DurationSpec>,
 }
 
 /// `restartBackoff:` of agent.yaml.
@@ -151,6 +153,7 @@ pub struct AgentConfig {
     pub allow_empty: bool,
     pub restart_backoff: Backoff,
     pub parallel_actions: usize,
+    pub resync_interval: Duration,
 }
 
 fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
@@ -237,7 +240,14 @@ impl AgentConfig {
         if parallel_actions == 0 {
             bail!("parallelActions must be at least 1");
         }
+        let resync_interval = file
+            .resync_interval
+            .map_or(Duration::from_secs(30), |d| d.get());
+        if resync_interval < Duration::from_secs(1) {
+            bail!("resyncInterval must be at least 1s");
+        }
         Ok(AgentConfig {
+            resync_interval,
             networks,
             default_network: file.networks.default_network.unwrap_or(true),
             allow_empty: file.allow_empty.unwrap_or(false),
@@ -467,9 +477,10 @@ mod tests {
             (cfg.allow_empty, cfg.restart_backoff, cfg.parallel_actions),
             (false, Backoff::default(), 4)
         );
+        assert_eq!(cfg.resync_interval, Duration::from_secs(30));
         std::fs::write(
             &path,
-            "allowEmpty: true\nparallelActions: 2\nrestartBackoff: {initial: 200ms, max: 10s, resetAfter: 1m}\n",
+            "allowEmpty: true\nparallelActions: 2\nresyncInterval: 5s\nrestartBackoff: {initial: 200ms, max: 10s, resetAfter: 1m}\n",
         )
         .unwrap();
         let cfg = load(&path).unwrap();
@@ -485,6 +496,7 @@ mod tests {
                 2
             )
         );
+        assert_eq!(cfg.resync_interval, Duration::from_secs(5));
         std::fs::write(&path, "restartBackoff: {initial: 1m, max: 10s}\n").unwrap();
         assert!(load(&path)
             .unwrap_err()

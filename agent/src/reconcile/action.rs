@@ -47,6 +47,8 @@ pub enum RecreateReason {
     NetworkChanged,
     /// Its veth on the host is gone.
     LinkLost,
+    /// Its cgroup was removed: it ran without its limits.
+    CgroupLost,
 }
 
 impl RecreateReason {
@@ -56,6 +58,7 @@ impl RecreateReason {
             RecreateReason::Interrupted => "an interrupted create",
             RecreateReason::NetworkChanged => "its network was rebuilt",
             RecreateReason::LinkLost => "its network link was deleted",
+            RecreateReason::CgroupLost => "its cgroup was removed",
         }
     }
 }

@@ -110,6 +110,10 @@ pub trait Engine: Send + Sync + 'static {
     /// The processes in the container's cgroup.
     fn cgroup_pids(&self, id: &str) -> Vec<i32>;
 
+    /// Whether every directory of the container's cgroup exists (one removed by hand leaves
+    /// its processes without limits).
+    fn cgroup_intact(&self, id: &str) -> bool;
+
     /// The cgroups under berth's parent, and the parent's own processes (as the cgroup
     /// named `.`).
     fn cgroups(&self) -> Result<Vec<CgroupUse>, String>;

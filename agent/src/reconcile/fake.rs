@@ -63,6 +63,8 @@ pub struct FakeState {
     pub networks: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub oom: BTreeSet<String>,
+    /// Container ids whose cgroup someone removed.
+    pub lost_cgroups: BTreeSet<String>,
     /// When each start happened (tokio's clock), with the container's name.
     pub start_times: Vec<(String, tokio::time::Instant)>,
     next_pid: i32,
@@ -279,6 +281,10 @@ impl Engine for FakeEngine {
             .procs
             .get(&rec.id)
             .is_some_and(|p| p.shim_alive)
+    }
+
+    fn cgroup_intact(&self, id: &str) -> bool {
+        !self.state().lost_cgroups.contains(id)
     }
 
     fn cgroup_pids(&self, id: &str) -> Vec<i32> {

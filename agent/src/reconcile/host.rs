@@ -201,6 +201,21 @@ impl Engine for HostEngine {
                 spec.stop_timeout.get(),
             )
             .await;
+        // A container whose processes were moved out of its cgroup still has its shim: its
+        // init (the shim's child, pid 1 of its namespace) takes the whole namespace with it.
+        if let (Some(shim), Some(start), Some(init)) =
+            (rec.shim_pid, rec.shim_start_time, rec.init_pid)
+        {
+            let child_of_shim =
+                berth_engine::sys::process::parent_pid(init).is_ok_and(|p| p == shim);
+            if alive(shim, start) && child_of_shim {
+                tracing::warn!(container = %rec.name, pid = init, "the container's init is outside its cgroup: killing it");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(init),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         self.shim_gone(rec).await;
     }
 
@@ -252,6 +267,15 @@ impl Engine for HostEngine {
             (Some(pid), Some(start)) => alive(pid, start),
             _ => false,
         }
+    }
+
+    fn cgroup_intact(&self, id: &str) -> bool {
+        self.runtime
+            .cgroups()
+            .open(id)
+            .paths()
+            .iter()
+            .all(|p| p.is_dir())
     }
 
     fn cgroup_pids(&self, id: &str) -> Vec<i32> {

@@ -80,6 +80,7 @@ pub async fn observe<E: Engine>(
                 leftovers,
                 health: if running { health.get(&r.id) } else { None },
                 link_lost,
+                cgroup_lost: drift_check && shim == Shim::Alive && !engine.cgroup_intact(&r.id),
             },
         );
     }

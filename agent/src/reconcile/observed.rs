@@ -30,6 +30,8 @@ pub struct ObservedContainer {
     pub health: Option<HealthSnapshot>,
     /// A host interface of one of its leases is gone (someone deleted its veth).
     pub link_lost: bool,
+    /// Its cgroup was removed while it runs: it runs without its limits.
+    pub cgroup_lost: bool,
 }
 
 impl ObservedContainer {
@@ -47,6 +49,7 @@ impl ObservedContainer {
             leftovers: false,
             health: None,
             link_lost: false,
+            cgroup_lost: false,
         }
     }
 }

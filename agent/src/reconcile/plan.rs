@@ -672,14 +672,19 @@ impl<'a> Planner<'a> {
 
     fn running(&mut self, t: &DesiredContainer, o: &ObservedContainer) {
         let r = &o.record;
-        if o.link_lost {
+        let lost = match (o.link_lost, o.cgroup_lost) {
+            (true, _) => Some(RecreateReason::LinkLost),
+            (_, true) => Some(RecreateReason::CgroupLost),
+            _ => None,
+        };
+        if let Some(reason) = lost {
             let previous = r.rollout.as_ref().map(|ro| ro.previous.clone());
             return self.start(
                 t,
                 Action::Recreate {
                     target: t.clone(),
                     old: r.clone(),
-                    reason: RecreateReason::LinkLost,
+                    reason,
                     previous,
                 },
             );

@@ -845,7 +845,7 @@ fn strays_and_orphans_are_cleaned_and_finished_containers_release_networks() {
 }
 
 #[test]
-fn a_deleted_link_makes_its_container_again() {
+fn a_deleted_link_or_cgroup_makes_its_container_again() {
     let d = desired(&[want("a", "h", "")]);
     let mut o = observed(&[running("a", "h")]);
     o.containers.get_mut("a").unwrap().link_lost = true;
@@ -855,6 +855,20 @@ fn a_deleted_link_makes_its_container_again() {
             &p.actions[..],
             [Action::Recreate {
                 reason: RecreateReason::LinkLost,
+                ..
+            }]
+        ),
+        "{:?}",
+        p.actions
+    );
+    let mut o = observed(&[running("a", "h")]);
+    o.containers.get_mut("a").unwrap().cgroup_lost = true;
+    let p = plan(&d, &o, &cfg(), T);
+    assert!(
+        matches!(
+            &p.actions[..],
+            [Action::Recreate {
+                reason: RecreateReason::CgroupLost,
                 ..
             }]
         ),

@@ -140,6 +140,21 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The parent of process `pid` (`/proc/PID/stat` field 4).
+pub fn parent_pid(pid: i32) -> io::Result<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat");
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(malformed)?;
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(malformed)
+}
+
 /// State (field 3) and start time (field 22) from `/proc/PID/stat`.
 fn stat_state_and_start(pid: i32) -> io::Result<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -248,6 +263,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(!is_running(pid, child_start));
+        assert_eq!(parent_pid(pid).unwrap(), me);
         child.wait().unwrap();
         assert!(!is_running(pid, child_start));
     }
