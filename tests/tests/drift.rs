@@ -1,10 +1,11 @@
 //! End to end: the periodic resync repairs what someone did to the host behind berth's back —
 //! a container's cgroup removed (its processes moved out first, as the kernel requires) makes
-//! berth kill what ran without limits and make the container again.
+//! berth kill what ran without limits and make the container again; a container's veth
+//! deleted makes it be made again, with its network back.
 
 use std::path::{Path, PathBuf};
 
-use berth_tests::agent::Agent;
+use berth_tests::agent::{links_with, Agent};
 use berth_tests::{push_busybox, Registry};
 
 fn procs(dir: &Path) -> Vec<i32> {
@@ -72,4 +73,76 @@ fn a_removed_cgroup_is_repaired_by_making_the_container_again() {
     );
     let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
+}
+
+#[test]
+fn a_deleted_veth_is_repaired_by_making_the_container_again() {
+    let registry = Registry::start().expect("start registry");
+    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
+    let agent = Agent::start_with(&registry, "resyncInterval: 1s\n").unwrap();
+    agent
+        .write_manifest(
+            "app.yaml",
+            "apiVersion: berth/v1\nkind: Container\nmetadata: {name: app}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sleep, '1000']\n  stopTimeout: 1s\n",
+        )
+        .unwrap();
+    let before = agent
+        .wait_container("app", "running with an address", |c| {
+            c["state"] == "running" && c["networks"].as_array().is_some_and(|n| !n.is_empty())
+        })
+        .unwrap();
+    let id = before["id"].as_str().unwrap().to_string();
+    // The veth's host end: `<prefix>v<hash>` (bridges have no `v` after the prefix).
+    let prefix = bridge_prefix(&agent);
+    let veths: Vec<String> = links_with(&format!("{prefix}v"));
+    let [veth] = &veths[..] else {
+        panic!("one veth expected: {veths:?}");
+    };
+    let status = std::process::Command::new("ip")
+        .args(["link", "del", veth])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let after = agent
+        .wait_container("app", "made again", |c| {
+            c["state"] == "running"
+                && c["id"] != id.as_str()
+                && c["networks"].as_array().is_some_and(|n| !n.is_empty())
+        })
+        .unwrap();
+    let new_pid = after["pid"].as_i64().unwrap();
+    // Its network works again: eth0 is up with its address.
+    let addr = after["networks"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &new_pid.to_string(),
+            "-n",
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&format!("inet {addr}/")), "{shown}");
+    assert!(agent.log().contains("its network link was deleted"));
+    let left = agent.finish().unwrap();
+    assert!(left.is_empty(), "left on the host: {left:#?}");
+}
+
+/// The bridge prefix the fixture gave this agent.
+fn bridge_prefix(agent: &Agent) -> String {
+    let config = std::fs::read_to_string(agent.root.path().join("agent.yaml")).unwrap();
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("bridgePrefix:"))
+        .map(|p| p.trim().to_string())
+        .expect("a bridge prefix")
 }
