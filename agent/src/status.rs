@@ -190,6 +190,8 @@ struct Live {
     waiting: BTreeMap<String, Wait>,
     /// The last plan held back removals: the manifest directory holds no object.
     prune_blocked: bool,
+    /// Container name → why it stays although no manifest defines it now.
+    kept: BTreeMap<String, String>,
 }
 
 impl LiveStatus {
@@ -223,6 +225,11 @@ impl LiveStatus {
         self.lock().prune_blocked = blocked;
     }
 
+    /// Containers that stay although no manifest defines them now, and why.
+    pub fn set_kept(&self, kept: BTreeMap<String, String>) {
+        self.lock().kept = kept;
+    }
+
     /// Whether the last pass held back removals (the prune guard).
     pub fn prune_blocked(&self) -> bool {
         self.lock().prune_blocked
@@ -253,6 +260,9 @@ impl LiveStatus {
             }
             if let Some(w) = live.waiting.get(&r.name) {
                 s.add_wait(w);
+            }
+            if let (None, Some(why)) = (&s.message, live.kept.get(&r.name)) {
+                s.message = Some(why.clone());
             }
             out.insert(r.name.clone(), s);
         }

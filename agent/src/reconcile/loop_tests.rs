@@ -504,3 +504,104 @@ async fn a_bad_update_is_rolled_back_and_not_tried_again() {
     assert_eq!(lab.state_of("web"), Some(ContainerState::Running));
     lab.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_emptied_directory_stops_nothing_and_says_so() {
+    let lab = LoopLab::start(ReconcileConfig::default());
+    lab.write("a.yaml", &container("a", ""));
+    lab.write(
+        "b.yaml",
+        &container("b", "").replace(
+            "metadata: {name: b}",
+            "metadata: {name: b, annotations: {berth/prune: disabled}}",
+        ),
+    );
+    lab.until(Duration::from_secs(5), |l| {
+        (l.fake.running().len() == 2).then_some(())
+    })
+    .await;
+    let started = lab.fake.state().start_times.len();
+    let saved = std::mem::take(&mut *lab.files.lock().unwrap());
+    lab.tx.send(Trigger::ManifestsChanged).unwrap();
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert!(lab.live.prune_blocked());
+    assert!(
+        lab.metrics.prune_blocked_total.get() >= 2,
+        "counted every pass"
+    );
+    let view = lab.live.view(
+        &lab.db.list_containers().unwrap(),
+        &[],
+        &HealthBoard::default(),
+    );
+    assert_eq!(
+        view[0].message.as_deref(),
+        Some(
+            "the manifest directory holds no object; kept, nothing is removed (allowEmpty is off)"
+        )
+    );
+    // Back: nothing was stopped, nothing started again.
+    *lab.files.lock().unwrap() = saved;
+    lab.tx.send(Trigger::ManifestsWritten).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!lab.live.prune_blocked());
+    let calls = lab.fake.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::Stop(_) | Call::Remove(_))),
+        "{calls:?}"
+    );
+    assert_eq!(lab.fake.state().start_times.len(), started);
+
+    // The annotated one stays when its own file goes; the other one goes.
+    lab.files
+        .lock()
+        .unwrap()
+        .retain(|(p, _)| !p.ends_with("b.yaml"));
+    lab.tx.send(Trigger::ManifestsWritten).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.files
+        .lock()
+        .unwrap()
+        .retain(|(p, _)| !p.ends_with("a.yaml"));
+    lab.files
+        .lock()
+        .unwrap()
+        .push(("/m/other.yaml".into(), container("c", "").into_bytes()));
+    lab.tx.send(Trigger::ManifestsWritten).unwrap();
+    lab.until(Duration::from_secs(10), |l| {
+        l.state_of("a").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(lab.state_of("b"), Some(ContainerState::Running));
+    let view = lab.live.view(
+        &lab.db.list_containers().unwrap(),
+        &[],
+        &HealthBoard::default(),
+    );
+    let b = view.iter().find(|c| c.name == "b").unwrap();
+    assert_eq!(
+        b.message.as_deref(),
+        Some("its manifest is gone; kept by its annotation berth/prune: disabled")
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_allow_empty_an_emptied_directory_removes_everything() {
+    let lab = LoopLab::start(ReconcileConfig {
+        allow_empty: true,
+        ..ReconcileConfig::default()
+    });
+    lab.write("a.yaml", &container("a", ""));
+    lab.until(Duration::from_secs(5), |l| l.state_of("a")).await;
+    lab.files.lock().unwrap().clear();
+    lab.tx.send(Trigger::ManifestsChanged).unwrap();
+    lab.until(Duration::from_secs(10), |l| {
+        l.state_of("a").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(lab.metrics.prune_blocked_total.get(), 0);
+    lab.stop().await;
+}

@@ -365,6 +365,7 @@ impl<E: Engine> Reconciler<E> {
                 .collect(),
         );
         self.live.set_prune_blocked(plan.prune_blocked);
+        self.live.set_kept(kept_notes(&desired));
         monitors.sync(observe::monitored(&observed));
         self.record_metrics(&observed, exec, &load);
         self.metrics
@@ -450,6 +451,28 @@ impl<E: Engine> Reconciler<E> {
             logged.prune_blocked = blocked;
         }
     }
+}
+
+/// Why containers that no loaded manifest defines stay, for their status.
+fn kept_notes(desired: &desired::Desired) -> BTreeMap<String, String> {
+    desired
+        .containers
+        .values()
+        .filter_map(|c| {
+            let why = match c.origin {
+                desired::Origin::Loaded => return None,
+                desired::Origin::Kept => {
+                    "its manifest is gone; kept by its annotation berth/prune: disabled"
+                }
+                desired::Origin::Frozen if desired.empty_guard => {
+                    "the manifest directory holds no object; kept, nothing is removed (allowEmpty is off)"
+                }
+                // Frozen by a broken file: the file's own error is shown instead.
+                desired::Origin::Frozen => return None,
+            };
+            Some((c.name.clone(), why.to_string()))
+        })
+        .collect()
 }
 
 /// A wait as the status shows it: what, and until when for timed ones.
