@@ -16,17 +16,24 @@ fn procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn a_removed_cgroup_is_repaired_by_making_the_container_again() {
+/// An agent that checks the host every second, with a container `app` (`sleep`) and `extra`
+/// lines of spec.
+fn agent_running_app(extra: &str) -> (Registry, Agent) {
     let registry = Registry::start().expect("start registry");
     push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
     let agent = Agent::start_with(&registry, "resyncInterval: 1s\n").unwrap();
     agent
         .write_manifest(
             "app.yaml",
-            "apiVersion: berth/v1\nkind: Container\nmetadata: {name: app}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sleep, '1000']\n  stopTimeout: 1s\n  resources: {pids: 32}\n",
+            &format!("apiVersion: berth/v1\nkind: Container\nmetadata: {{name: app}}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sleep, '1000']\n  stopTimeout: 1s\n{extra}"),
         )
         .unwrap();
+    (registry, agent)
+}
+
+#[test]
+fn a_removed_cgroup_is_repaired_by_making_the_container_again() {
+    let (_registry, agent) = agent_running_app("  resources: {pids: 32}\n");
     let before = agent
         .wait_container("app", "running", |c| c["state"] == "running")
         .unwrap();
@@ -77,15 +84,7 @@ fn a_removed_cgroup_is_repaired_by_making_the_container_again() {
 
 #[test]
 fn a_deleted_veth_is_repaired_by_making_the_container_again() {
-    let registry = Registry::start().expect("start registry");
-    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
-    let agent = Agent::start_with(&registry, "resyncInterval: 1s\n").unwrap();
-    agent
-        .write_manifest(
-            "app.yaml",
-            "apiVersion: berth/v1\nkind: Container\nmetadata: {name: app}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sleep, '1000']\n  stopTimeout: 1s\n",
-        )
-        .unwrap();
+    let (_registry, agent) = agent_running_app("");
     let before = agent
         .wait_container("app", "running with an address", |c| {
             c["state"] == "running" && c["networks"].as_array().is_some_and(|n| !n.is_empty())

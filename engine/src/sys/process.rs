@@ -140,40 +140,38 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// The parent of process `pid` (`/proc/PID/stat` field 4).
-pub fn parent_pid(pid: i32) -> io::Result<i32> {
+/// The fields of `/proc/PID/stat` from field 3 (the state) on. The command name (field 2)
+/// is in parentheses and may hold spaces, so the fields start after the last ')'.
+fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat");
     let after = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
-        .ok_or_else(malformed)?;
-    after
-        .split_whitespace()
-        .nth(1)
+        .ok_or_else(malformed_stat)?;
+    Ok(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn malformed_stat() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat")
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, parsed; `n` is 3 or more.
+fn stat_field<T: std::str::FromStr>(fields: &[String], n: usize) -> io::Result<T> {
+    fields
+        .get(n - 3)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(malformed)
+        .ok_or_else(malformed_stat)
+}
+
+/// The parent of process `pid` (`/proc/PID/stat` field 4).
+pub fn parent_pid(pid: i32) -> io::Result<i32> {
+    stat_field(&stat_fields(pid)?, 4)
 }
 
 /// State (field 3) and start time (field 22) from `/proc/PID/stat`.
 fn stat_state_and_start(pid: i32) -> io::Result<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let malformed = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat");
-    // The command name (field 2) is in parentheses and may hold spaces: parse after the last ')'.
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(malformed)?;
-    let mut fields = after.split_whitespace();
-    let state = fields
-        .next()
-        .and_then(|s| s.chars().next())
-        .ok_or_else(malformed)?;
-    let start = fields
-        .nth(18)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(malformed)?;
-    Ok((state, start))
+    let fields = stat_fields(pid)?;
+    Ok((stat_field(&fields, 3)?, stat_field(&fields, 22)?))
 }
 
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22). With the
