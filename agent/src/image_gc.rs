@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::images::{GcReport, ImageStore, InUse};
+use berth_engine::images::{pinned_reference, GcReport, ImageStore, InUse};
 use berth_engine::state::{ContainerRecord, StateDb};
 use tokio::sync::watch;
 
@@ -15,13 +15,24 @@ use crate::metrics::Metrics;
 /// How often the store size gauge is refreshed (a walk of the store).
 const USAGE_REFRESH: Duration = Duration::from_secs(60);
 
-/// What containers use: the images their records name, and the manifests they run on.
+/// What containers use: the images their records name, the manifests they run on, and the
+/// exact image each runs and each pending update would roll back to (by pinned digest, so
+/// it is still there offline after its tag moved).
 pub fn in_use(records: &[ContainerRecord]) -> InUse {
-    let mut references: Vec<String> = records.iter().map(|r| r.image.clone()).collect();
-    let mut digests: Vec<String> = records
-        .iter()
-        .filter_map(|r| r.image_digest.clone())
-        .collect();
+    let mut references = Vec::new();
+    let mut digests = Vec::new();
+    let revisions = records.iter().flat_map(|r| {
+        let previous = r.rollout.as_ref().map(|ro| &ro.previous);
+        std::iter::once((&r.image, &r.image_digest))
+            .chain(previous.map(|p| (&p.image, &p.image_digest)))
+    });
+    for (image, digest) in revisions {
+        references.push(image.clone());
+        if let Some(d) = digest {
+            digests.push(d.clone());
+            references.extend(pinned_reference(image, d));
+        }
+    }
     references.sort();
     references.dedup();
     digests.sort();
@@ -92,29 +103,9 @@ mod tests {
 
     fn record(name: &str, image: &str, digest: Option<&str>) -> ContainerRecord {
         ContainerRecord {
-            name: name.into(),
-            id: format!("{name}-1"),
-            source_file: "/m/a.yaml".into(),
-            spec_hash: "sha256:aa".into(),
-            runtime_hash: None,
-            spec_json: "{}".into(),
             image: image.into(),
             image_digest: digest.map(str::to_string),
-            state: "running".parse().unwrap(),
-            shim_pid: None,
-            shim_start_time: None,
-            init_pid: None,
-            exit_code: None,
-            restart_count: 0,
-            message: None,
-            created_at_ms: 1,
-            started_at_ms: None,
-            finished_at_ms: None,
-            reason: None,
-            backoff_streak: 0,
-            ever_ran: true,
-            rollout: None,
-            rejected_hash: None,
+            ..crate::reconcile::fake_record(name)
         }
     }
 
@@ -132,6 +123,35 @@ mod tests {
                 digests: vec!["sha256:11".into()],
             }
         );
+        // The exact image a container runs, and the one a pending update would go back to,
+        // are kept by their pinned references too.
+        let (now, before) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "0".repeat(64)),
+        );
+        let mut updating = record("d", "busybox:2", Some(&now));
+        updating.rollout = Some(berth_engine::state::Rollout {
+            previous: berth_engine::state::Revision {
+                spec_hash: "h1".into(),
+                runtime_hash: None,
+                spec_json: "{}".into(),
+                source_file: "/m/d.yaml".into(),
+                image: "busybox:1".into(),
+                image_digest: Some(before.clone()),
+            },
+            started_at_ms: 0,
+        });
+        let used = in_use(&[updating]);
+        assert_eq!(
+            used.references,
+            [
+                "busybox:1".to_string(),
+                "busybox:2".to_string(),
+                format!("docker.io/library/busybox@{before}"),
+                format!("docker.io/library/busybox@{now}"),
+            ]
+        );
+        assert_eq!(used.digests, [before, now]);
     }
 
     /// An OCI layout holding one single-layer image per tag; each differs by its layer.

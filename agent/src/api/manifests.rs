@@ -180,29 +180,11 @@ mod tests {
 
     fn record(name: &str, hash: &str, state: &str) -> ContainerRecord {
         ContainerRecord {
-            name: name.into(),
             id: format!("{name}-1"),
             source_file: format!("/m/{name}.yaml"),
             spec_hash: hash.into(),
-            runtime_hash: None,
-            spec_json: "{}".into(),
-            image: "busybox:1.36".into(),
-            image_digest: None,
             state: state.parse().unwrap(),
-            shim_pid: None,
-            shim_start_time: None,
-            init_pid: None,
-            exit_code: None,
-            restart_count: 0,
-            message: None,
-            created_at_ms: 0,
-            started_at_ms: None,
-            finished_at_ms: None,
-            reason: None,
-            backoff_streak: 0,
-            ever_ran: true,
-            rollout: None,
-            rejected_hash: None,
+            ..crate::reconcile::fake_record(name)
         }
     }
 

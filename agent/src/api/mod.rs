@@ -233,29 +233,17 @@ mod tests {
     fn state(dir: &std::path::Path) -> Arc<ApiState> {
         let db = StateDb::open(dir).unwrap();
         db.put_container(&ContainerRecord {
-            name: "web".into(),
             id: "web-1".into(),
             source_file: "/m/web.yaml".into(),
             spec_hash: "sha256:aa".into(),
-            runtime_hash: None,
-            spec_json: "{}".into(),
             image: "docker.io/library/busybox:1.36".into(),
             image_digest: Some("sha256:bb".into()),
-            state: "running".parse().unwrap(),
             shim_pid: Some(5),
-            shim_start_time: Some(1),
             init_pid: Some(6),
-            exit_code: None,
             restart_count: 1,
-            message: None,
-            created_at_ms: 10,
-            started_at_ms: Some(11),
-            finished_at_ms: None,
-            reason: None,
-            backoff_streak: 0,
-            ever_ran: true,
-            rollout: None,
-            rejected_hash: None,
+            created_at_ms: 10_000,
+            started_at_ms: Some(11_000),
+            ..crate::reconcile::fake_record("web")
         })
         .unwrap();
         Arc::new(ApiState::for_tests(Arc::new(db), dir))

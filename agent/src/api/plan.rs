@@ -106,29 +106,16 @@ mod tests {
             unreachable!()
         };
         let record = ContainerRecord {
-            name: "web".into(),
             id: "web-1".into(),
             source_file: "/m/web.yaml".into(),
             spec_hash: loaded.hash.clone(),
-            runtime_hash: None,
             spec_json: serde_json::to_string(&c.spec).unwrap(),
             image: c.spec.image.clone(),
             image_digest: Some("sha256:bb".into()),
-            state: "running".parse().unwrap(),
-            shim_pid: Some(5),
-            shim_start_time: Some(1),
-            init_pid: Some(6),
-            exit_code: None,
             restart_count: 2,
             message: Some("m".into()),
-            created_at_ms: 10,
-            started_at_ms: Some(11),
-            finished_at_ms: None,
-            reason: Some("Error".parse().unwrap()),
-            backoff_streak: 0,
-            ever_ran: true,
-            rollout: None,
-            rejected_hash: None,
+            reason: Some(berth_engine::state::Reason::Error),
+            ..crate::reconcile::fake_record("web")
         };
         db.put_container(&record).unwrap();
         db.update_last_good(&[encode(loaded, 3)], &[]).unwrap();

@@ -58,29 +58,12 @@ mod tests {
 
     fn finished(streak: u32, ran_ms: u64) -> ContainerRecord {
         ContainerRecord {
-            name: "a".into(),
-            id: "a-1".into(),
-            source_file: String::new(),
-            spec_hash: String::new(),
-            runtime_hash: None,
-            spec_json: String::new(),
-            image: String::new(),
-            image_digest: None,
-            state: ContainerState::Exited,
-            shim_pid: None,
-            shim_start_time: None,
-            init_pid: None,
             exit_code: Some(1),
-            restart_count: 99,
-            message: None,
-            created_at_ms: 0,
             started_at_ms: Some(1_000),
             finished_at_ms: Some(1_000 + ran_ms),
-            reason: None,
             backoff_streak: streak,
-            ever_ran: true,
-            rollout: None,
-            rejected_hash: None,
+            restart_count: 99,
+            ..crate::reconcile::fake::record("a", "h", ContainerState::Exited)
         }
     }
 

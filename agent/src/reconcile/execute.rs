@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use berth_engine::images::{Image, ImageRef};
+use berth_engine::images::{pinned_reference, Image};
 use berth_engine::state::{
     ContainerRecord, ContainerState, Reason, Revision, Rollout, StateDb, VolumeRecord,
 };
@@ -416,21 +416,6 @@ async fn restart<E: Engine>(
     start(ctx, rec, &t.spec, &image).await
 }
 
-/// The reference of exactly the image a revision ran: its repository at its digest.
-fn pinned_reference(image: &str, digest: Option<&str>) -> String {
-    let (Some(digest), Ok(mut r)) = (digest, ImageRef::parse(image)) else {
-        return image.to_string();
-    };
-    match berth_engine::images::Digest::parse(digest) {
-        Some(d) => {
-            r.tag = None;
-            r.digest = Some(d);
-            r.to_string()
-        }
-        None => image.to_string(),
-    }
-}
-
 async fn rollback<E: Engine>(
     ctx: &ExecCtx<E>,
     mut old: ContainerRecord,
@@ -451,7 +436,13 @@ async fn rollback<E: Engine>(
     let mut spec: ContainerSpec = serde_json::from_str(&to.spec_json)
         .map_err(|e| format!("decode the previous revision of {}: {e}", old.name))?;
     // Exactly the image it ran, even if its tag has moved since.
-    spec.image = pinned_reference(&to.image, to.image_digest.as_deref());
+    if let Some(pinned) = to
+        .image_digest
+        .as_deref()
+        .and_then(|d| pinned_reference(&to.image, d))
+    {
+        spec.image = pinned;
+    }
     let image = match ensure_image(ctx, &old.name, &spec).await {
         Ok(i) => i,
         Err(e) => return Ok(Outcome::Retry(format!("roll back {}: {e}", old.name))),

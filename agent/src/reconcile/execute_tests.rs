@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_engine::state::{ContainerState, Reason, Revision, StateDb};
+use berth_engine::state::{ContainerState, Reason, StateDb};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -434,24 +434,6 @@ async fn volumes_are_created_recorded_retained_and_deleted() {
             Call::DeleteVolume("data".into())
         ]
     );
-}
-
-#[test]
-fn pinned_references_name_the_repository_at_the_digest() {
-    let d = format!("sha256:{}", "c".repeat(64));
-    assert_eq!(
-        pinned_reference("busybox:1.36", Some(&d)),
-        format!("docker.io/library/busybox@{d}")
-    );
-    assert_eq!(pinned_reference("busybox:1.36", None), "busybox:1.36");
-    let _ = Revision {
-        spec_hash: String::new(),
-        runtime_hash: None,
-        spec_json: String::new(),
-        source_file: String::new(),
-        image: String::new(),
-        image_digest: None,
-    };
 }
 
 impl DesiredContainer {

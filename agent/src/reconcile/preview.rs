@@ -361,29 +361,14 @@ mod tests {
             .iter()
             .filter_map(|o| match &o.object {
                 Object::Container(c) => Some(ContainerRecord {
-                    name: c.metadata.name.clone(),
                     id: format!("{}-1", c.metadata.name),
                     source_file: o.source.file.display().to_string(),
                     spec_hash: o.hash.clone(),
-                    runtime_hash: None,
+                    runtime_hash: Some(o.runtime_hash.clone()),
                     spec_json: serde_json::to_string(&c.spec).unwrap(),
                     image: c.spec.image.clone(),
                     image_digest: Some(format!("sha256:{}", "1".repeat(64))),
-                    state: "running".parse().unwrap(),
-                    shim_pid: Some(1),
-                    shim_start_time: Some(1),
-                    init_pid: Some(2),
-                    exit_code: None,
-                    restart_count: 0,
-                    message: None,
-                    created_at_ms: 1,
-                    started_at_ms: Some(1),
-                    finished_at_ms: None,
-                    reason: None,
-                    backoff_streak: 0,
-                    ever_ran: true,
-                    rollout: None,
-                    rejected_hash: None,
+                    ..crate::reconcile::fake_record(&c.metadata.name)
                 }),
                 _ => None,
             })

@@ -41,7 +41,7 @@ pub use fetch::PullProgress;
 pub use gc::{GcReport, InUse};
 pub use layout::LocalSource;
 pub use platform::Platform;
-pub use reference::{normalize_reference, ImageRef};
+pub use reference::{normalize_reference, pinned_reference, ImageRef};
 pub use registry::{is_loopback_host, RegistryConfig};
 pub use store::{Image, ImageInfo, ImageStore, StoreLimits};
 pub use usage::StoreUsage;

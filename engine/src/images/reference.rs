@@ -93,6 +93,17 @@ impl std::fmt::Display for ImageRef {
     }
 }
 
+/// The reference of exactly the image `digest` of `reference`'s repository
+/// (`docker.io/library/busybox@sha256:…`): what a pull records besides the tag, so the image
+/// is found again offline after the tag moves. `None` for a reference that does not parse or
+/// a digest that is not `sha256:<64 hex>`.
+pub fn pinned_reference(reference: &str, digest: &str) -> Option<String> {
+    let mut r = ImageRef::parse(reference).ok()?;
+    r.tag = None;
+    r.digest = Some(Digest::parse(digest)?);
+    Some(r.to_string())
+}
+
 /// Normalize a reference string the way Docker does, e.g. `busybox` →
 /// `docker.io/library/busybox:latest`.
 pub fn normalize_reference(reference: &str) -> Result<String, String> {
@@ -105,6 +116,17 @@ mod tests {
 
     fn norm(s: &str) -> String {
         normalize_reference(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn pinned_references_name_the_repository_at_the_digest() {
+        let d = format!("sha256:{}", "c".repeat(64));
+        assert_eq!(
+            pinned_reference("busybox:1.36", &d).as_deref(),
+            Some(format!("docker.io/library/busybox@{d}").as_str())
+        );
+        assert_eq!(pinned_reference("busybox:1.36", "sha256:short"), None);
+        assert_eq!(pinned_reference("Not A Ref", &d), None);
     }
 
     #[test]

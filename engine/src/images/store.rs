@@ -437,12 +437,11 @@ impl ImageStore {
         // Also under the digest it resolved to (`repo@sha256:…`), so this exact image can be
         // found again offline after the tag moves (a rollback runs it again).
         let mut names = vec![name.to_string()];
-        if let Ok(mut pinned) = ImageRef::parse(name) {
-            if pinned.digest.is_none() {
-                pinned.tag = None;
-                pinned.digest = Some(resolved.digest.clone());
-                names.push(pinned.to_string());
-            }
+        if !name.contains('@') {
+            names.extend(super::reference::pinned_reference(
+                name,
+                &resolved.digest.to_string(),
+            ));
         }
         for n in names {
             let mut rec = rec.clone();
