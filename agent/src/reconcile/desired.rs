@@ -166,16 +166,8 @@ impl Desired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    fn load(files: &[(&str, &str)]) -> LoadResult {
-        berth_spec::load_files(
-            files
-                .iter()
-                .map(|(p, c)| (PathBuf::from(p), c.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
+    use crate::reconcile::test_load as load;
 
     #[test]
     fn an_empty_directory_freezes_everything_unless_allowed() {

@@ -283,7 +283,6 @@ pub fn remember(db: &StateDb, load: &LoadResult, allow_empty: bool, now_ms: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn container(name: &str, args: &str) -> String {
         format!(
@@ -291,14 +290,7 @@ mod tests {
         )
     }
 
-    fn load(files: &[(&str, &str)]) -> LoadResult {
-        berth_spec::load_files(
-            files
-                .iter()
-                .map(|(p, c)| (PathBuf::from(p), c.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
+    use crate::reconcile::test_load as load;
 
     fn rows(load: &LoadResult) -> Vec<LastGoodRecord> {
         load.objects.iter().map(|l| encode(l, 1_000)).collect()

@@ -17,6 +17,17 @@ mod executor;
 #[cfg(test)]
 mod fake;
 
+/// Loads `(path, content)` pairs as if they were a manifest directory, for tests.
+#[cfg(test)]
+pub fn test_load(files: &[(&str, &str)]) -> LoadResult {
+    berth_spec::load_files(
+        files
+            .iter()
+            .map(|(p, c)| (std::path::PathBuf::from(p), c.as_bytes().to_vec()))
+            .collect(),
+    )
+}
+
 /// A running record of `name`, for tests elsewhere in the agent.
 #[cfg(test)]
 pub fn fake_record(name: &str) -> berth_engine::state::ContainerRecord {

@@ -340,20 +340,12 @@ mod tests {
     use super::*;
     use crate::reconcile::last_good::{decode_all, encode};
     use berth_engine::state::ContainerState;
-    use std::path::PathBuf;
 
     fn web(name: &str, args: &str, extra: &str) -> String {
         format!("apiVersion: berth/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: docker.io/library/busybox:1.36\n  args: [{args}]\n{extra}")
     }
 
-    fn load(files: &[(&str, &str)]) -> LoadResult {
-        berth_spec::load_files(
-            files
-                .iter()
-                .map(|(p, c)| (PathBuf::from(p), c.as_bytes().to_vec()))
-                .collect(),
-        )
-    }
+    use crate::reconcile::test_load as load;
 
     /// The record the agent would have written for each loaded container, running.
     fn records(l: &LoadResult) -> Vec<ContainerRecord> {
