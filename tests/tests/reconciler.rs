@@ -179,6 +179,35 @@ fn log_lines(agent: &Agent, what: &str, name: &str) -> usize {
         .count()
 }
 
+/// The actions the agent planned on object `name`, in order, from its log (a pass logs its
+/// plan before it counts itself in `berth_reconcile_total`).
+fn planned(agent: &Agent, name: &str) -> Vec<String> {
+    let object = format!("object={name}");
+    agent
+        .log()
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.split_whitespace().any(|w| w == object))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("action=\"")?.strip_suffix('"'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn passes(agent: &Agent) -> f64 {
+    metric(agent, "berth_reconcile_total{result=\"ok\"}").unwrap_or(0.0)
+}
+
+/// Waits until a pass has ended since this agent process started.
+fn first_pass(agent: &Agent) {
+    agent
+        .wait_for("a first pass", Duration::from_secs(10), |a| {
+            Some(passes(a)).filter(|p| *p >= 1.0)
+        })
+        .unwrap();
+}
+
 /// Polls `check` every 100ms for `period`; it must hold every time.
 fn holds_for(agent: &Agent, period: Duration, what: &str, check: impl Fn(&Agent) -> bool) {
     let end = Instant::now() + period;
@@ -268,6 +297,7 @@ fn dependents_start_after_their_conditions_hold_and_go_first() {
                 ["db", "init"]
                     .iter()
                     .all(|n| find(cs, n).is_some_and(|c| c["state"] == "running"))
+                    && find(cs, "db").unwrap()["health"]["status"] == "starting"
             })
         })
         .unwrap();
@@ -284,7 +314,6 @@ fn dependents_start_after_their_conditions_hold_and_go_first() {
         "{s}"
     );
     let db_status = find(&cs, "db").unwrap();
-    assert_eq!(db_status["health"]["status"], "starting", "{db_status}");
 
     // db answers: healthy; web now waits for init.
     touch_in(pid_of(db_status), "/tmp/go");
@@ -301,15 +330,18 @@ fn dependents_start_after_their_conditions_hold_and_go_first() {
     );
     let healthy_at = health["checkedAtMs"].as_u64().expect("probe time");
     assert_eq!(find(&cs, "web").unwrap()["state"], "waiting");
-    assert_eq!(
-        agent
-            .get("/metrics")
-            .unwrap()
-            .lines()
-            .filter(|l| l.starts_with("berth_container_health{container=\"db\""))
-            .collect::<Vec<_>>(),
-        ["berth_container_health{container=\"db\",status=\"healthy\"} 1"]
-    );
+    // The metric follows in the pass the health change triggers.
+    agent
+        .wait_for("db's health metric", Duration::from_secs(10), |a| {
+            let m = a.get("/metrics").ok()?;
+            let lines: Vec<&str> = m
+                .lines()
+                .filter(|l| l.starts_with("berth_container_health{container=\"db\""))
+                .collect();
+            (lines == ["berth_container_health{container=\"db\",status=\"healthy\"} 1"])
+                .then_some(())
+        })
+        .unwrap();
 
     // init completes: web starts, then side.
     let init_pid = pid_of(find(&cs, "init").unwrap());
@@ -427,13 +459,19 @@ fn unhealthy_containers_are_restarted_or_stopped() {
     };
     let (flaky, sick) = (healthy("flaky"), healthy("sick"));
     let (flaky_pid, sick_pid) = (pid_of(&flaky), pid_of(&sick));
-    assert_eq!(
-        metric(
-            &agent,
-            "berth_container_health{container=\"flaky\",status=\"healthy\"}"
-        ),
-        Some(1.0)
-    );
+    // The metric follows in the pass the health change triggers.
+    let healthy_metric = |agent: &Agent| {
+        agent
+            .wait_for("flaky's healthy metric", Duration::from_secs(10), |a| {
+                metric(
+                    a,
+                    "berth_container_health{container=\"flaky\",status=\"healthy\"}",
+                )
+                .filter(|v| *v == 1.0)
+            })
+            .unwrap();
+    };
+    healthy_metric(&agent);
 
     // The probe's file goes: two failed probes make both unhealthy.
     for pid in [flaky_pid, sick_pid] {
@@ -498,13 +536,7 @@ fn unhealthy_containers_are_restarted_or_stopped() {
         (Some(1), &Value::Null, &Value::Null),
         "{c}"
     );
-    assert_eq!(
-        metric(
-            &agent,
-            "berth_container_health{container=\"flaky\",status=\"healthy\"}"
-        ),
-        Some(1.0)
-    );
+    healthy_metric(&agent);
 
     // onUnhealthy: stop — it stays stopped (flaky's whole back-off has passed meanwhile).
     let c = agent.container("sick").unwrap();
@@ -533,7 +565,15 @@ fn unhealthy_containers_are_restarted_or_stopped() {
         "{c}"
     );
     assert!(!alive(sick_pid));
-    assert_eq!(log_lines(&agent, "restarting container", "sick"), 0);
+    assert_eq!(
+        planned(&agent, "sick"),
+        ["create", "stop", "release-networks"]
+    );
+    assert_eq!(
+        planned(&agent, "flaky"),
+        ["create", "stop", "restart"],
+        "a container restarted keeps its address through the back-off"
+    );
     finish(agent);
 }
 
@@ -541,7 +581,7 @@ fn unhealthy_containers_are_restarted_or_stopped() {
 
 #[test]
 fn bad_updates_roll_back_and_good_ones_apply() {
-    let (_registry, agent) = start("restartBackoff: {initial: 500ms, max: 1s}\n");
+    let (_registry, mut agent) = start("restartBackoff: {initial: 500ms, max: 1s}\n");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let serve = |text: &str| {
@@ -554,7 +594,7 @@ fn bad_updates_roll_back_and_good_ones_apply() {
             &format!("  ports: [{{containerPort: 8080, hostPort: {port}}}]\n  update: {{minReady: 2s, rollbackAfter: 8s}}\n"),
         )
     };
-    let answers = |text: &str| {
+    let answers = |agent: &Agent, text: &str| {
         let want = format!("{text}\n");
         agent
             .wait_for(
@@ -571,7 +611,7 @@ fn bad_updates_roll_back_and_good_ones_apply() {
     let c = agent
         .wait_container("app", "running", |c| c["state"] == "running")
         .unwrap();
-    answers("v1");
+    answers(&agent, "v1");
     let v1 = manifest_hash(&agent, "app");
     assert_eq!(c["specHash"], v1.as_str());
     let digest = c["imageDigest"].as_str().unwrap().to_string();
@@ -625,7 +665,7 @@ fn bad_updates_roll_back_and_good_ones_apply() {
         ),
         "{c}"
     );
-    answers("v1");
+    answers(&agent, "v1");
     assert_eq!(
         metric(&agent, "berth_rollbacks_total{container=\"app\"}"),
         Some(1.0)
@@ -636,7 +676,12 @@ fn bad_updates_roll_back_and_good_ones_apply() {
         pid_of(&c),
         c["restartCount"].clone(),
     );
-    let recreates = log_lines(&agent, "recreating container", "app");
+    let actions = planned(&agent, "app");
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("rollback"),
+        "{actions:?}"
+    );
     holds_for(
         &agent,
         Duration::from_secs(5),
@@ -647,9 +692,28 @@ fn bad_updates_roll_back_and_good_ones_apply() {
                     && c["pid"] == pid
                     && c["restartCount"] == restarts
                     && c["specHash"] == v1.as_str()
-            }) && log_lines(a, "recreating container", "app") == recreates
+            }) && planned(a, "app") == actions
         },
     );
+    // Nor after an agent restart: the verdict is in the record.
+    agent.restart().unwrap();
+    first_pass(&agent);
+    let c = agent.container("app").unwrap();
+    assert_eq!(
+        (
+            c["id"].as_str(),
+            c["pid"].as_i64(),
+            c["reason"].as_str(),
+            c["rejectedRevision"].as_str()
+        ),
+        (
+            Some(id.as_str()),
+            Some(i64::from(pid)),
+            Some("RolledBack"),
+            Some(bad.as_str())
+        )
+    );
+    assert_eq!(planned(&agent, "app"), actions);
 
     // (b) An image that never pulls: the running container is kept all along, and the update
     // is rejected after rollbackAfter.
@@ -699,17 +763,18 @@ fn bad_updates_roll_back_and_good_ones_apply() {
         (Some("RolledBack"), Some(v1.as_str()))
     );
     assert!(alive(pid));
-    answers("v1");
+    answers(&agent, "v1");
+    // Counted since the agent's restart.
     assert_eq!(
         metric(&agent, "berth_rollbacks_total{container=\"app\"}"),
-        Some(2.0)
+        Some(1.0)
     );
 
     // (c) A good edit is applied, and proves itself within minReady.
     agent
         .write_manifest("app.yaml", &app(&serve("v2")))
         .unwrap();
-    answers("v2");
+    answers(&agent, "v2");
     let v2 = manifest_hash(&agent, "app");
     let c = agent
         .wait_container("app", "the good revision promoted", |c| {
@@ -728,7 +793,7 @@ fn bad_updates_roll_back_and_good_ones_apply() {
         "{c}"
     );
     assert!(!alive(pid));
-    answers("v2");
+    answers(&agent, "v2");
     finish(agent);
 }
 
@@ -761,7 +826,7 @@ fn an_emptied_directory_removes_nothing_unless_allowed() {
         ["one", "two"].iter().zip(&pids).all(|(n, pid)| {
             a.container(n).is_some_and(|c| {
                 c["state"] == "running" && c["pid"] == *pid && c["restartCount"] == 0
-            })
+            }) && planned(a, n) == ["create"]
         })
     };
 
@@ -801,6 +866,14 @@ fn an_emptied_directory_removes_nothing_unless_allowed() {
     assert_eq!(links_with(agent.net_prefix()), links);
     assert!(pids.iter().all(|p| alive(*p)));
 
+    // An agent that crashes and comes back to the empty directory keeps the guard.
+    agent.kill9().unwrap();
+    agent.restart().unwrap();
+    first_pass(&agent);
+    let v: Value = serde_json::from_str(&agent.get("/v1/manifests").unwrap()).unwrap();
+    assert_eq!(v["pruneBlocked"], true, "{v}");
+    assert!(unchanged(&agent), "{:#?}", agent.containers());
+
     // Back: nothing was stopped.
     agent.remove_manifest("notes.yaml").unwrap();
     std::fs::rename(&parked, agent.manifests.join("stack.yaml")).unwrap();
@@ -819,6 +892,7 @@ fn an_emptied_directory_removes_nothing_unless_allowed() {
     agent
         .edit_config_and_restart("allowEmpty: false", "allowEmpty: true")
         .unwrap();
+    first_pass(&agent);
     assert!(unchanged(&agent), "{:#?}", agent.containers());
     finish(agent);
 }
@@ -898,12 +972,14 @@ fn kept_containers_and_volume_reclaim_policies() {
         .wait_for(
             "writer and its volume to go",
             Duration::from_secs(30),
-            |a| (a.container("writer").is_none() && !volumes.join("data").exists()).then_some(()),
+            |a| {
+                (a.container("writer").is_none()
+                    && !volumes.join("data").exists()
+                    && a.log().contains("volume deleted (reclaimPolicy: Delete)"))
+                .then_some(())
+            },
         )
         .unwrap();
-    assert!(agent
-        .log()
-        .contains("volume deleted (reclaimPolicy: Delete)"));
     // keeper's manifest went in the same passes: it stays, the same process.
     let c = agent.container("keeper").expect("kept container");
     assert_eq!(
@@ -972,10 +1048,14 @@ fn kept_containers_and_volume_reclaim_policies() {
                 .filter(|m| m.contains("keeper.yaml"))
         })
         .unwrap();
-    let c = agent.container("keeper").unwrap();
+    holds_for(&agent, Duration::from_secs(1), "keeper unchanged", |a| {
+        a.container("keeper").is_some_and(|c| {
+            c["state"] == "running" && c["pid"] == keeper_pid && c["restartCount"] == 1
+        })
+    });
     assert_eq!(
-        (pid_of(&c), c["restartCount"].as_i64()),
-        (keeper_pid, Some(1))
+        planned(&agent, "keeper"),
+        ["create", "record-exit", "restart"]
     );
     std::fs::remove_dir_all(volumes.join("keep")).unwrap();
     finish(agent);
@@ -1053,7 +1133,7 @@ fn a_killed_shim_never_leaves_two_copies() {
 #[test]
 fn a_setup_failure_is_retried_under_never_until_it_runs_once() {
     let host = tempfile::tempdir().unwrap();
-    let (_registry, agent) = start(&format!(
+    let (registry, agent) = start(&format!(
         "allowedHostPaths: [{}]\nrestartBackoff: {{initial: 300ms, max: 1s}}\n",
         host.path().display()
     ));
@@ -1069,6 +1149,14 @@ fn a_setup_failure_is_retried_under_never_until_it_runs_once() {
                     dir.display()
                 ),
             ),
+        )
+        .unwrap();
+    // An image not in the registry yet.
+    agent
+        .write_manifest(
+            "late.yaml",
+            &container("late", "echo late ran", "  restartPolicy: Never\n")
+                .replace(IMAGE, "docker.io/library/busybox:later"),
         )
         .unwrap();
     // A process that cannot exec is the workload's failure: under Never, not retried.
@@ -1092,19 +1180,30 @@ fn a_setup_failure_is_retried_under_never_until_it_runs_once() {
     );
     // Retried with back-off although its policy is Never.
     let c = agent
-        .wait_container("job", "retried twice", |c| {
+        .wait_container("job", "retried twice, waiting again", |c| {
+            c["state"] == "failed"
+                && c["restartCount"].as_i64() >= Some(2)
+                && c["waitingFor"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("restart back-off ("))
+        })
+        .unwrap();
+    assert_eq!(c["reason"], "SetupError", "{c}");
+
+    let c = agent
+        .wait_container("late", "its pull retried", |c| {
             c["state"] == "failed" && c["restartCount"].as_i64() >= Some(2)
         })
         .unwrap();
+    assert_eq!(c["reason"], "SetupError", "{c}");
     assert!(
-        c["waitingFor"]
-            .as_str()
-            .is_some_and(|w| w.starts_with("restart back-off (")),
+        c["message"].as_str().unwrap().contains("busybox:later"),
         "{c}"
     );
 
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("input"), "hello\n").unwrap();
+    push_busybox(&registry, "library/busybox:later", &[]).expect("push the later tag");
     let c = agent
         .wait_container("job", "ran once", |c| c["state"] == "exited")
         .unwrap();
@@ -1126,6 +1225,15 @@ fn a_setup_failure_is_retried_under_never_until_it_runs_once() {
         })
         .unwrap();
     assert_eq!(lines(), ["hello", "ran"]);
+    let c = agent
+        .wait_container("late", "pulled and ran once", |c| c["state"] == "exited")
+        .unwrap();
+    assert_eq!(
+        (c["exitCode"].as_i64(), c["reason"].as_str()),
+        (Some(0), Some("Completed")),
+        "{c}"
+    );
+    let late_restarts = c["restartCount"].clone();
 
     let c = agent.container("noexec").unwrap();
     assert_eq!(
@@ -1148,6 +1256,8 @@ fn a_setup_failure_is_retried_under_never_until_it_runs_once() {
             .is_some_and(|c| c["state"] == "exited" && c["restartCount"] == restarts)
             && a.container("noexec")
                 .is_some_and(|c| c["restartCount"] == 0)
+            && a.container("late")
+                .is_some_and(|c| c["state"] == "exited" && c["restartCount"] == late_restarts)
     });
     assert_eq!(lines(), ["hello", "ran"]);
     finish(agent);
@@ -1207,8 +1317,9 @@ fn nothing_restarts_an_unchanged_container() {
             http_get(a_addr).ok().filter(|b| b == "a\n")
         })
         .unwrap();
-    let unchanged = |agent: &Agent, after: &str| {
-        for (n, pid) in ["a", "b"].iter().zip(pids) {
+    // The same processes, never restarted, and no action but these ever planned on them.
+    let unchanged = |agent: &Agent, after: &str, a_actions: &[&str], b_actions: &[&str]| {
+        for ((n, pid), actions) in ["a", "b"].iter().zip(pids).zip([a_actions, b_actions]) {
             let c = agent.container(n).unwrap();
             assert_eq!(
                 (
@@ -1220,10 +1331,9 @@ fn nothing_restarts_an_unchanged_container() {
                 "{n} after {after}: {c}\nagent log:\n{}",
                 agent.log()
             );
+            assert_eq!(planned(agent, n), actions, "{n} after {after}");
         }
     };
-    let passes =
-        |agent: &Agent| metric(agent, "berth_reconcile_total{result=\"ok\"}").unwrap_or(0.0);
 
     // A sibling runs and finishes.
     agent
@@ -1237,24 +1347,16 @@ fn nothing_restarts_an_unchanged_container() {
             c["state"] == "exited" && c["exitCode"] == 0
         })
         .unwrap();
-    unchanged(&agent, "a sibling finished");
+    unchanged(&agent, "a sibling finished", &["create"], &["create"]);
 
     // The agent crashes, and it stops; both times it comes back to the same containers.
     agent.kill9().unwrap();
     agent.restart().unwrap();
-    agent
-        .wait_for("a first pass", Duration::from_secs(10), |a| {
-            Some(passes(a)).filter(|p| *p >= 1.0)
-        })
-        .unwrap();
-    unchanged(&agent, "kill -9 of the agent");
+    first_pass(&agent);
+    unchanged(&agent, "kill -9 of the agent", &["create"], &["create"]);
     agent.restart().unwrap();
-    agent
-        .wait_for("a first pass", Duration::from_secs(10), |a| {
-            Some(passes(a)).filter(|p| *p >= 1.0)
-        })
-        .unwrap();
-    unchanged(&agent, "an agent restart");
+    first_pass(&agent);
+    unchanged(&agent, "an agent restart", &["create"], &["create"]);
     assert_eq!(log_lines(&agent, "adopted running container", "a"), 2);
 
     // The bridge deleted by hand: the periodic resync makes it again with both veths.
@@ -1284,7 +1386,7 @@ fn nothing_restarts_an_unchanged_container() {
             http_get(a_addr).ok().filter(|b| b == "a\n")
         })
         .unwrap();
-    unchanged(&agent, "a bridge repair");
+    unchanged(&agent, "a bridge repair", &["create"], &["create"]);
 
     // a.yaml moved to another name: the same object.
     std::fs::rename(
@@ -1299,7 +1401,7 @@ fn nothing_restarts_an_unchanged_container() {
                 .is_some_and(|f| f.ends_with("/z-a.yaml"))
         })
         .unwrap();
-    unchanged(&agent, "a rename");
+    unchanged(&agent, "a rename", &["create", "refresh"], &["create"]);
 
     // b.yaml saved again as it is.
     let before = passes(&agent);
@@ -1309,7 +1411,12 @@ fn nothing_restarts_an_unchanged_container() {
             Some(passes(a)).filter(|p| *p > before)
         })
         .unwrap();
-    unchanged(&agent, "an identical save");
+    unchanged(
+        &agent,
+        "an identical save",
+        &["create", "refresh"],
+        &["create"],
+    );
 
     // Only restartPolicy changes: a live field, the process stays.
     let hash = agent.container("b").unwrap()["specHash"].clone();
@@ -1319,7 +1426,12 @@ fn nothing_restarts_an_unchanged_container() {
     agent
         .wait_container("b", "its new revision", |c| c["specHash"] != hash)
         .unwrap();
-    unchanged(&agent, "a restartPolicy edit");
+    unchanged(
+        &agent,
+        "a restartPolicy edit",
+        &["create", "refresh"],
+        &["create", "refresh"],
+    );
 
     // Every other live field at once: still the same process, now probed.
     let hash = agent.container("b").unwrap()["specHash"].clone();
@@ -1333,8 +1445,12 @@ fn nothing_restarts_an_unchanged_container() {
             c["specHash"] != hash && c["health"]["status"] == "healthy"
         })
         .unwrap();
-    unchanged(&agent, "an edit of every live field");
-    assert_eq!(log_lines(&agent, "recreating container", "b"), 0);
+    unchanged(
+        &agent,
+        "an edit of every live field",
+        &["create", "refresh"],
+        &["create", "refresh", "refresh"],
+    );
     finish(agent);
 }
 
@@ -1479,6 +1595,9 @@ fn host_drift_is_repaired_by_the_resync() {
         ),
         (Some("running"), keep["pid"].as_i64(), Some(0))
     );
+    assert_eq!(planned(&agent, "keep"), ["create"]);
+    assert_eq!(planned(&agent, "wired"), ["create", "recreate"]);
+    assert_eq!(planned(&agent, "stray-0badf00d"), ["kill-stray"]);
     drop(stray);
     finish(agent);
 }
