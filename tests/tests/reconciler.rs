@@ -581,7 +581,7 @@ fn unhealthy_containers_are_restarted_or_stopped() {
 
 #[test]
 fn bad_updates_roll_back_and_good_ones_apply() {
-    let (_registry, mut agent) = start("restartBackoff: {initial: 500ms, max: 1s}\n");
+    let (registry, mut agent) = start("restartBackoff: {initial: 500ms, max: 1s}\n");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let serve = |text: &str| {
@@ -617,10 +617,18 @@ fn bad_updates_roll_back_and_good_ones_apply() {
     let digest = c["imageDigest"].as_str().unwrap().to_string();
     assert!(digest.starts_with("sha256:"), "{c}");
 
-    // (a) A command that exits at once: restarted until rollbackAfter, then the previous
-    // revision runs again on exactly its image.
+    // (a) A command that exits at once, on the image its tag names now (the tag moved):
+    // restarted until rollbackAfter, then the previous revision runs again on exactly its
+    // image.
+    push_busybox(&registry, "library/busybox:1.36", &["true"]).expect("move the tag");
     agent
-        .write_manifest("app.yaml", &app("echo bad; exit 1"))
+        .write_manifest(
+            "app.yaml",
+            &app("echo bad; exit 1").replace(
+                "  stopTimeout: 2s\n",
+                "  stopTimeout: 2s\n  imagePullPolicy: Always\n",
+            ),
+        )
         .unwrap();
     let bad = agent
         .wait_for("the bad revision to load", Duration::from_secs(10), |a| {
@@ -633,6 +641,8 @@ fn bad_updates_roll_back_and_good_ones_apply() {
         })
         .unwrap();
     assert_eq!(c["rollbackTo"], v1.as_str(), "{c}");
+    let moved = c["imageDigest"].as_str().unwrap().to_string();
+    assert_ne!(moved, digest, "the bad revision runs on the moved tag");
     let c = agent
         .wait_for("the rollback", Duration::from_secs(30), |a| {
             a.container("app")
@@ -1083,7 +1093,7 @@ fn sleeps_in_cgroups(agent: &Agent) -> BTreeSet<i32> {
 
 #[test]
 fn a_killed_shim_never_leaves_two_copies() {
-    let (_registry, agent) = start("restartBackoff: {initial: 100ms, max: 200ms}\n");
+    let (_registry, mut agent) = start("restartBackoff: {initial: 100ms, max: 200ms}\n");
     agent
         .write_manifest(
             "victim.yaml",
@@ -1124,6 +1134,32 @@ fn a_killed_shim_never_leaves_two_copies() {
         20,
         "{}",
         agent.log()
+    );
+
+    // The shim dies while the agent is down: the agent that comes back finds the container
+    // running without it, kills it and starts one copy.
+    let pid = pid_of(&c);
+    agent.kill9().unwrap();
+    kill(Pid::from_raw(ppid(pid)), Signal::SIGKILL).unwrap();
+    agent.restart().unwrap();
+    let c = agent
+        .wait_for(
+            "a new copy after the agent's restart",
+            Duration::from_secs(20),
+            |a| {
+                let sleeps = sleeps_in_cgroups(a);
+                assert!(sleeps.len() <= 1, "two copies: {sleeps:?}");
+                a.container("victim").filter(|c| {
+                    c["state"] == "running" && c["restartCount"] == 21 && c["pid"] != pid
+                })
+            },
+        )
+        .unwrap();
+    assert!(!alive(pid), "the old copy {pid} still runs");
+    assert_eq!(sleeps_in_cgroups(&agent), BTreeSet::from([pid_of(&c)]));
+    assert_eq!(
+        log_lines(&agent, "the container's shim is gone", "victim"),
+        21
     );
     finish(agent);
 }
