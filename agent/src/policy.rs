@@ -2,7 +2,8 @@
 //! config or on the kernel, checked at validation time so a bad commit fails like any
 //! invalid file (its objects keep their last good version) instead of at container start.
 //!
-//! - `hostPath` mounts and `devices` must resolve under `allowedHostPaths`.
+//! - `hostPath` mounts and `devices` must resolve under `allowedHostPaths`. One that does not
+//!   exist yet is judged by where it will be; its container waits for it at start.
 //! - `sysctls` must be namespaced (and not `net.*` with `networkMode: host`).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use berth_engine::runtime::security::sysctl;
 use berth_spec::{LoadResult, MountSource, NetworkMode, Object, Problem};
 
-use crate::reconcile::mounts::check_allowed;
+use crate::reconcile::mounts::check_allowed_location;
 
 #[derive(Clone, Debug)]
 pub struct HostPolicy {
@@ -54,7 +55,7 @@ pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {
         if let Some(allowed) = &policy.allowed_host_paths {
             for m in &c.spec.mounts {
                 if let MountSource::HostPath(p) = &m.source {
-                    if let Err(e) = check_allowed("hostPath", p, allowed) {
+                    if let Err(e) = check_allowed_location("hostPath", p, allowed) {
                         new.push(problem(
                             strip_hint(&e),
                             "an admin can add the path to allowedHostPaths in the agent config",
@@ -63,7 +64,7 @@ pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {
                 }
             }
             for d in &c.spec.devices {
-                if let Err(e) = check_allowed("device", &d.host_path, allowed) {
+                if let Err(e) = check_allowed_location("device", &d.host_path, allowed) {
                     new.push(problem(
                         strip_hint(&e),
                         "an admin can add the device to allowedHostPaths in the agent config",
@@ -149,6 +150,30 @@ mod tests {
         );
         assert!(l.is_valid(), "{:?}", l.problems);
         assert_eq!(l.objects.len(), 1);
+    }
+
+    #[test]
+    fn a_host_path_that_does_not_exist_yet_passes_under_an_allowed_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = HostPolicy {
+            allowed_host_paths: Some(vec![dir.path().to_path_buf()]),
+        };
+        let mut l = load(&format!(
+            "{HEAD}  mounts:\n    - {{hostPath: {}/later, path: /x}}\n",
+            dir.path().display()
+        ));
+        apply(&mut l, &policy);
+        assert!(l.is_valid(), "{:?}", l.problems);
+        let mut l = load(&format!(
+            "{HEAD}  mounts:\n    - {{hostPath: /nonexistent-berth-dir/x, path: /x}}\n"
+        ));
+        apply(&mut l, &policy);
+        let p = l.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("hostPath /nonexistent-berth-dir/x is not under allowedHostPaths"),
+            "{p:?}"
+        );
     }
 
     #[test]

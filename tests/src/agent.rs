@@ -207,6 +207,25 @@ impl Agent {
         self.spawn()
     }
 
+    /// Replaces `from` with `to` in the agent's config file and starts the agent again on
+    /// it (a test that set `allowEmpty: false` turns it on before [`Agent::finish`]).
+    pub fn edit_config_and_restart(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        if !text.contains(from) {
+            bail!(
+                "agent config {} has no {from:?} to replace:\n{text}",
+                self.config.display()
+            );
+        }
+        std::fs::write(&self.config, text.replace(from, to))?;
+        self.restart()
+    }
+
+    /// Prefix of this agent's bridges, veths and nftables table.
+    pub fn net_prefix(&self) -> &str {
+        &self.net_prefix
+    }
+
     /// GET on the agent's API: (status code, body).
     pub fn request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;

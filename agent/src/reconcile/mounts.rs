@@ -20,7 +20,7 @@ pub fn volume_paths(volumes_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Refuses a host path outside every allowed prefix, comparing resolved paths so a symlink
-/// on the host cannot smuggle another place in.
+/// on the host cannot smuggle another place in. At container start: the path must exist.
 pub fn check_allowed(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<PathBuf, String> {
     let real = path.canonicalize().map_err(|e| {
         format!(
@@ -28,12 +28,51 @@ pub fn check_allowed(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<Pat
             path.display()
         )
     })?;
+    judge(what, path, &real, allowed).map(|()| real)
+}
+
+/// Refuses a host path that would not resolve under an allowed prefix, for validation: a
+/// path that does not exist yet is judged by its deepest existing ancestor (resolved) plus
+/// the rest as written. Its container then waits for it at start (a setup error, retried),
+/// where [`check_allowed`] resolves the whole path again.
+pub fn check_allowed_location(what: &str, path: &Path, allowed: &[PathBuf]) -> Result<(), String> {
+    let real =
+        resolve_existing_prefix(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    judge(what, path, &real, allowed)
+}
+
+/// The deepest existing ancestor of `path` resolved, with the missing rest appended. A rest
+/// with `.` or `..` could climb out of that ancestor once it exists: refused.
+fn resolve_existing_prefix(path: &Path) -> Result<PathBuf, String> {
+    for ancestor in path.ancestors() {
+        match ancestor.canonicalize() {
+            Ok(real) => {
+                let rest = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
+                if rest
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                {
+                    return Err(format!(
+                        "`{}` does not exist and has `.` or `..` in its missing part (hint: write the path without them)",
+                        rest.display()
+                    ));
+                }
+                return Ok(real.join(rest));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("resolve {}: {e}", ancestor.display())),
+        }
+    }
+    Err("no part of it exists (hint: write an absolute path)".to_string())
+}
+
+fn judge(what: &str, path: &Path, real: &Path, allowed: &[PathBuf]) -> Result<(), String> {
     let ok = allowed.iter().any(|a| {
         let a = a.canonicalize().unwrap_or_else(|_| a.clone());
         real.starts_with(&a)
     });
     if ok {
-        return Ok(real);
+        return Ok(());
     }
     let list = if allowed.is_empty() {
         "none are allowed".to_string()
@@ -178,5 +217,33 @@ mod tests {
             err.starts_with("hostPath ") && err.contains("is not under allowedHostPaths"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_missing_path_is_judged_by_where_it_will_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        std::fs::create_dir(&allowed).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("escape")).unwrap();
+        let list = std::slice::from_ref(&allowed);
+        let missing = allowed.join("later/data");
+        assert_eq!(check_allowed_location("hostPath", &missing, list), Ok(()));
+        // At start it must exist.
+        let err = check_allowed("hostPath", &missing, list).unwrap_err();
+        assert!(
+            err.starts_with(&format!("hostPath {}: ", missing.display()))
+                && err.ends_with("(hint: it must exist on the host)"),
+            "{err}"
+        );
+        // Its existing part is resolved: through a symlink out of the allowed dir, refused.
+        let err =
+            check_allowed_location("hostPath", &allowed.join("escape/later"), list).unwrap_err();
+        assert!(err.contains("is not under allowedHostPaths"), "{err}");
+        let err =
+            check_allowed_location("hostPath", &dir.path().join("elsewhere"), list).unwrap_err();
+        assert!(err.contains("is not under allowedHostPaths"), "{err}");
+        let err =
+            check_allowed_location("hostPath", &allowed.join("later/../../x"), list).unwrap_err();
+        assert!(err.contains("has `.` or `..` in its missing part"), "{err}");
     }
 }
