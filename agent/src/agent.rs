@@ -4,6 +4,7 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use berth_engine::cgroups::CgroupManager;
@@ -31,19 +32,40 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("create directory {}", path.display()))
 }
 
+/// How long a new agent waits for the state dir's lock. A lock is held by its open file,
+/// which a child the last agent was starting shares until that child's exec: after a crash
+/// the lock can outlive the agent for a moment.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// One agent per state dir: two would fight over the same containers.
+async fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
+    let lock_path = state_dir.join("agent.lock");
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    let mut waited = false;
+    loop {
+        let file = std::fs::File::create(&lock_path)
+            .with_context(|| format!("open {}", lock_path.display()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
+                if !waited {
+                    tracing::info!(path = %lock_path.display(), "the state dir is locked; waiting for it (a previous agent's process may be exiting)");
+                    waited = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err((_, e)) => anyhow::bail!(
+                "lock {}: {e} (hint: another berth agent uses this state dir)",
+                lock_path.display()
+            ),
+        }
+    }
+}
+
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     private_dir(&cfg.state_dir)?;
     private_dir(&cfg.run_dir)?;
-    // One agent per state dir: two would fight over the same containers.
-    let lock_path = cfg.state_dir.join("agent.lock");
-    let lock_file = std::fs::File::create(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "lock {}: {e} (hint: another berth agent uses this state dir)",
-            lock_path.display()
-        )
-    })?;
+    let _lock = lock_state_dir(&cfg.state_dir).await?;
 
     let db = Arc::new(StateDb::open(&cfg.state_dir)?);
     let images = Arc::new(ImageStore::open(&cfg.state_dir)?.with_auth(cfg.registry_auth.clone()));

@@ -162,6 +162,14 @@ impl Agent {
         self.child = Some(child);
         self.wait_for("the api to answer", Duration::from_secs(20), |a| {
             a.get("/healthz").ok()
+        })
+        .map_err(|e| {
+            // Who keeps the state dir busy (the agent lock, the db), for the report.
+            e.context(format!(
+                "processes holding files under {}: {:?}",
+                self.state_dir.display(),
+                holders_of(&self.state_dir)
+            ))
         })?;
         Ok(())
     }
@@ -456,6 +464,36 @@ impl Drop for Agent {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The processes with a file under `dir` open: (pid, command line, the file).
+pub fn holders_of(dir: &Path) -> Vec<(i32, String, String)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if target.starts_with(dir) {
+                let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                out.push((
+                    pid,
+                    String::from_utf8_lossy(&cmdline).replace('\0', " "),
+                    target.display().to_string(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The host's links whose name starts with `prefix` (the `@peer` suffix cut off).

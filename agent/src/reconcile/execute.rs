@@ -349,8 +349,13 @@ async fn start<E: Engine>(
 }
 
 /// Stops whatever still runs of a recorded container and removes its host objects.
+/// A running container's record says `exited` from its stop on, so the status never shows a
+/// stopped process as running while the rest of it is taken down.
 async fn stop_and_remove<E: Engine>(ctx: &ExecCtx<E>, old: &ContainerRecord) -> Result<(), String> {
     ctx.engine.stop(old, &recorded_spec(old)).await;
+    if old.state == ContainerState::Running {
+        finish(ctx, old.clone(), old.reason, old.message.clone())?;
+    }
     ctx.engine.remove(&old.id).await
 }
 
