@@ -40,13 +40,22 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// One agent per state dir: two would fight over the same containers.
 async fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
     let lock_path = state_dir.join("agent.lock");
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    let started = tokio::time::Instant::now();
+    let deadline = started + LOCK_WAIT;
     let mut waited = false;
     loop {
         let file = std::fs::File::create(&lock_path)
             .with_context(|| format!("open {}", lock_path.display()))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
+            Ok(lock) => {
+                if waited {
+                    tracing::info!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "state dir locked"
+                    );
+                }
+                return Ok(lock);
+            }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
                 if !waited {
                     tracing::info!(path = %lock_path.display(), "the state dir is locked; waiting for it (a previous agent's process may be exiting)");
