@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use berth_engine::state::{ContainerState, StateDb};
 use berth_spec::LoadResult;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::status::LiveStatus;
@@ -238,8 +239,11 @@ impl<E: Engine> Reconciler<E> {
             if drift_check {
                 next_resync = tokio::time::Instant::now() + self.cfg.resync;
             }
+            // One span per pass; the actions it spawns run outside it, on their own tasks.
+            let span = tracing::debug_span!("pass", ?reason);
             let due = self
-                .pass(&reason, drift_check, &mut exec, &ctx, &mut monitors)
+                .pass(drift_check, &mut exec, &ctx, &mut monitors)
+                .instrument(span)
                 .await;
             let now_ms = self.clock.now_ms();
             wake = match due {
@@ -306,15 +310,12 @@ impl<E: Engine> Reconciler<E> {
     /// One pass. Returns the unix ms when the plan wants to look again, if it does.
     async fn pass(
         &self,
-        reason: &Trigger,
         drift_check: bool,
         exec: &mut Executor,
         ctx: &Arc<ExecCtx<E>>,
         monitors: &mut HealthMonitors<E>,
     ) -> Option<u64> {
         let started = Instant::now();
-        let span = tracing::debug_span!("pass", ?reason);
-        let _enter = span.enter();
         let loader = self.loader.clone();
         let load = match tokio::task::spawn_blocking(move || loader()).await {
             Ok(l) => l,
