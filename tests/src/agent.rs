@@ -182,6 +182,11 @@ impl Agent {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The agent's pid while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
     /// SIGKILL: the agent dies at once, as in a crash; its containers keep running.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("agent is not running")?;
@@ -342,19 +347,28 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.stop()?;
-        // The parent cgroup is berth's to keep (containers may outlive the agent); the test
-        // removes it. rmdir fails while a container cgroup is still inside: that is a leak.
-        for d in cgroup_dirs_with(&self.prefix)
-            .iter()
-            .filter(|d| d.file_name().is_some_and(|n| *n == *self.prefix))
-        {
-            let _ = std::fs::remove_dir(d);
-        }
+        // The parent cgroup and its `shims` cgroup are berth's to keep (containers may outlive
+        // the agent); the test removes them. rmdir fails while a container cgroup or a shim
+        // is still inside: after the wait below, that is a leak.
+        let remove_berth_cgroups = |prefix: &str| {
+            for d in cgroup_dirs_with(prefix).iter().filter(|d| {
+                d.file_name().is_some_and(|n| *n == *prefix)
+                    || (d.ends_with("shims")
+                        && d.parent()
+                            .and_then(Path::file_name)
+                            .is_some_and(|n| *n == *prefix))
+            }) {
+                // Deepest first: `shims` before the parent.
+                let _ = std::fs::remove_dir(d);
+            }
+        };
         let dir = self.root.path().to_path_buf();
         // Shims exit a moment after their container.
         let deadline = Instant::now() + Duration::from_secs(5);
+        remove_berth_cgroups(&self.prefix);
         while !leaks(&self.prefix, &dir).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+            remove_berth_cgroups(&self.prefix);
         }
         let mut left = leaks(&self.prefix, &dir);
         left.extend(network_leaks(&self.net_prefix));

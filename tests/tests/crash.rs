@@ -242,7 +242,8 @@ fn fifty_kills_during_changes_leave_exactly_the_desired_host() {
         .into_iter()
         .filter(|d| {
             d.starts_with("/sys/fs/cgroup/pids/")
-                && d.file_name().is_some_and(|n| *n != *agent.prefix)
+                && d.file_name()
+                    .is_some_and(|n| *n != *agent.prefix && n != "shims")
         })
         .collect();
     let mut seen = BTreeSet::new();
@@ -315,7 +316,11 @@ fn fifty_kills_during_changes_leave_exactly_the_desired_host() {
     let table = String::from_utf8_lossy(&table.stdout);
     let dnat = format!("dport {} ", world.host_port);
     assert_eq!(table.matches(&dnat).count(), 1, "{table}");
-    // One shim per running container.
+    // One shim per running container, all in berth's cgroup for shims.
+    let shim_cgroup = parent.join("shims");
+    let in_shims: Vec<String> = procs(&shim_cgroup).iter().map(|&p| comm(p)).collect();
+    assert_eq!(in_shims.len(), running.len(), "{in_shims:?}");
+    assert!(in_shims.iter().all(|c| c == "berth"), "{in_shims:?}");
     let shims = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()

@@ -286,6 +286,10 @@ impl Engine for HostEngine {
         let cg = self.runtime.cgroups();
         let mut out = Vec::new();
         for name in cg.children().map_err(|e| e.to_string())? {
+            // The shims' own cgroup: each shim is known through its container's record.
+            if name == berth_engine::cgroups::SHIMS {
+                continue;
+            }
             let pids = cg.open(&name).pids().unwrap_or_default();
             out.push(CgroupUse { name, pids });
         }

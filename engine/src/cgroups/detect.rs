@@ -86,6 +86,24 @@ pub fn detect_mode(root: &Path) -> Result<Mode> {
     Ok(classify(root_fs.filesystem_type(), unified))
 }
 
+/// The mount point of the named v1 hierarchy `name=systemd` under `root` (systemd tracks
+/// services there on v1 and hybrid hosts), if it is mounted.
+pub fn systemd_hierarchy(root: &Path, mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut right = right.split(' ');
+        if right.next() != Some("cgroup") {
+            return None;
+        }
+        let superopts = right.nth(1).unwrap_or("");
+        if !superopts.split(',').any(|o| o == "name=systemd") {
+            return None;
+        }
+        let mount_point = PathBuf::from(unescape_mount_path(left.split(' ').nth(4)?));
+        mount_point.starts_with(root).then_some(mount_point)
+    })
+}
+
 /// The v1 hierarchies mounted under `root`, from the text of `/proc/self/mountinfo`.
 ///
 /// A controller mounted twice counts once (the first mount wins), and hierarchies without a
@@ -219,6 +237,15 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_named_systemd_hierarchy_is_found_apart() {
+        assert_eq!(
+            systemd_hierarchy(Path::new("/sys/fs/cgroup"), HYBRID),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(systemd_hierarchy(Path::new("/mnt"), HYBRID), None);
     }
 
     #[test]

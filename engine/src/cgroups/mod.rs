@@ -111,6 +111,11 @@ fn undo_create(err: Error, created: &[PathBuf]) -> Error {
     }
 }
 
+/// Moves process `pid` (all its threads) into the cgroup directory `dir`.
+pub fn join(dir: &Path, pid: &str) -> Result<()> {
+    control::write(&dir.join("cgroup.procs"), pid)
+}
+
 /// Creates and opens the cgroups of berth's containers under one parent cgroup.
 #[derive(Clone, Debug)]
 pub struct CgroupManager {
@@ -119,7 +124,15 @@ pub struct CgroupManager {
     parent: String,
     /// The v1 hierarchies (V1 and Hybrid), ordered like [`Controller::ALL`].
     hierarchies: Vec<Hierarchy>,
+    /// The named `name=systemd` v1 hierarchy, where systemd tracks services on v1 and hybrid
+    /// hosts: berth controls nothing there, but its processes must leave the agent's cgroup
+    /// there too.
+    systemd: Option<PathBuf>,
 }
+
+/// The cgroup (under the parent) that holds the shims: out of the agent's own cgroup, so a
+/// service manager that kills the agent's whole cgroup leaves every container running.
+pub const SHIMS: &str = "shims";
 
 impl CgroupManager {
     /// Detects the layout under `root` (normally `/sys/fs/cgroup`): statfs magic for the mode,
@@ -127,7 +140,7 @@ impl CgroupManager {
     pub fn detect(root: &Path, parent: &str) -> Result<CgroupManager> {
         let mode = detect::detect_mode(root)?;
         let hierarchies = match mode {
-            Mode::V2 => Vec::new(),
+            Mode::V2 => (Vec::new(), None),
             Mode::V1 | Mode::Hybrid => {
                 let path = Path::new(MOUNTINFO);
                 let mountinfo = control::read(path)?;
@@ -137,11 +150,14 @@ impl CgroupManager {
                         root: root.to_path_buf(),
                     });
                 }
-                found
+                (found, detect::systemd_hierarchy(root, &mountinfo))
             }
         };
-        tracing::debug!(root = %root.display(), ?mode, hierarchies = hierarchies.len(), "detected cgroup layout");
-        Ok(CgroupManager::new(root, mode, parent, hierarchies))
+        let (hierarchies, systemd) = hierarchies;
+        tracing::debug!(root = %root.display(), ?mode, hierarchies = hierarchies.len(), systemd = ?systemd, "detected cgroup layout");
+        let mut mgr = CgroupManager::new(root, mode, parent, hierarchies);
+        mgr.systemd = systemd;
+        Ok(mgr)
     }
 
     /// A manager for a known mode, for roots that are not mounts (tests' temp dirs). On V1
@@ -163,6 +179,7 @@ impl CgroupManager {
             mode,
             parent: parent.to_string(),
             hierarchies,
+            systemd: None,
         }
     }
 
@@ -239,6 +256,21 @@ impl CgroupManager {
         Cgroup::new(name, self.mode, layout, invalid)
     }
 
+    /// Creates the shims' cgroup (`<parent>/shims`) on every hierarchy, the named systemd one
+    /// included, and returns its directories: a shim moves itself there before it starts its
+    /// container, whose processes then leave the agent's cgroup everywhere too.
+    pub fn shim_dirs(&self) -> Result<Vec<PathBuf>> {
+        let mut dirs = self.create(SHIMS, &Limits::default())?.paths().to_vec();
+        if let Some(systemd) = &self.systemd {
+            let parent = systemd.join(&self.parent);
+            control::mkdir(&parent)?;
+            let dir = parent.join(SHIMS);
+            control::mkdir(&dir)?;
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+
     /// The parent's directory in every hierarchy.
     fn parent_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self
@@ -247,6 +279,7 @@ impl CgroupManager {
             .map(|h| h.dir.join(&self.parent))
             .collect();
         dirs.extend(self.unified_root().map(|u| u.join(&self.parent)));
+        dirs.extend(self.systemd.as_ref().map(|s| s.join(&self.parent)));
         dirs
     }
 

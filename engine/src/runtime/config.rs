@@ -26,6 +26,10 @@ pub struct ShimConfig {
     pub hostname: String,
     /// Every cgroup dir the init process joins (one per v1 hierarchy, one on v2).
     pub cgroups: Vec<PathBuf>,
+    /// The cgroup dirs the shim moves itself to before it starts the container (`<parent>/
+    /// shims` on every hierarchy): out of the agent's cgroup, which a service manager kills.
+    #[serde(default)]
+    pub shim_cgroups: Vec<PathBuf>,
     /// The container's stdout and stderr go here, as JSON lines (see [`super::logs`]).
     pub log_path: PathBuf,
     #[serde(default)]

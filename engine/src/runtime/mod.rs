@@ -184,7 +184,12 @@ impl Runtime {
                 })?;
         }
         let layers = self.short_layer_links(req.layers)?;
+        let shim_cgroups = self.cgroups.shim_dirs().map_err(|e| RuntimeError::Cgroup {
+            id: crate::cgroups::SHIMS.to_string(),
+            message: e.to_string(),
+        })?;
         let cfg = ShimConfig {
+            shim_cgroups,
             id: req.id.to_string(),
             layers,
             upper: dir.join("upper"),

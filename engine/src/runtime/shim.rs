@@ -66,6 +66,12 @@ fn report(line: &str) {
 }
 
 fn run(cfg: &ShimConfig) -> Result<(), String> {
+    // Out of the agent's cgroup on every hierarchy, before anything is started: a service
+    // manager that stops the agent by killing its cgroup must not kill the containers.
+    let me = std::process::id().to_string();
+    for dir in &cfg.shim_cgroups {
+        crate::cgroups::join(dir, &me).map_err(|e| format!("move the shim to its cgroup: {e}"))?;
+    }
     // Orphans of the container stay ours to reap if its init leaves them behind.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
     let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("create sync pipe: {e}"))?;
