@@ -85,6 +85,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let live = Arc::new(LiveStatus::default());
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(HealthBoard::default());
+    let notifier = Arc::new(crate::service::Notifier::from_env());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -168,6 +169,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         },
         Clock::system(),
         loader,
+        notifier.clone(),
     ));
     let housekeeping = tokio::spawn(crate::image_gc::run(
         images,
@@ -184,6 +186,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: stopping the agent"),
         _ = int.recv() => tracing::info!("SIGINT: stopping the agent"),
     }
+    notifier.stopping();
     let _ = shutdown_tx.send(true);
     let _ = control.await;
     let _ = housekeeping.await;

@@ -10,6 +10,7 @@ mod image_gc;
 mod metrics;
 mod policy;
 mod reconcile;
+mod service;
 mod status;
 #[cfg(test)]
 mod test_layout;

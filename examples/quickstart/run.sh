@@ -12,9 +12,12 @@ work=${BERTH_QUICKSTART_DIR:-/tmp/berth-quickstart}
 listen=${BERTH_LISTEN:-127.0.0.1:9470}
 
 [ "$(id -u)" = 0 ] || { echo "quickstart: run as root (containers need namespaces and cgroups)" >&2; exit 1; }
-for p in docker-registry umoci skopeo busybox-static; do
+# What berth needs at run time (nft for published ports and NAT, ip for links) and what the
+# demo needs (a registry, image tools, busybox).
+packages="nftables iproute2 docker-registry umoci skopeo busybox-static"
+for p in $packages; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry umoci skopeo busybox-static
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages
     break
   fi
 done

@@ -95,6 +95,8 @@ pub struct Agent {
     config: PathBuf,
     /// Prefix of the agent's bridges, veths and nftables table.
     net_prefix: String,
+    /// Environment the agent is started with (besides BERTH_LOG).
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -105,6 +107,15 @@ impl Agent {
 
     /// Like [`Agent::start`], with more agent config (YAML keys) appended.
     pub fn start_with(registry: &Registry, extra_config: &str) -> anyhow::Result<Agent> {
+        Agent::start_with_env(registry, extra_config, &[])
+    }
+
+    /// Like [`Agent::start_with`], with environment variables for the agent process.
+    pub fn start_with_env(
+        registry: &Registry,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Agent> {
         let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let prefix = unique_prefix();
         let manifests = root.path().join("manifests");
@@ -139,6 +150,10 @@ impl Agent {
             prefix,
             config,
             net_prefix,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         agent.spawn()?;
         Ok(agent)
@@ -154,6 +169,7 @@ impl Agent {
             .arg("--config")
             .arg(&self.config)
             .env("BERTH_LOG", "info,berth=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -154,3 +154,118 @@ fn killing_the_agents_whole_cgroup_leaves_every_container_running() {
     let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
 }
+
+/// The datagrams a service manager would read from `NOTIFY_SOCKET`, one per send.
+fn next_message(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification before the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn the_agent_speaks_systemds_notify_protocol() {
+    let registry = Registry::start().expect("start registry");
+    push_busybox(&registry, "library/busybox:1.36", &[]).expect("push busybox image");
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let path_text = path.display().to_string();
+    let mut agent = Agent::start_with_env(
+        &registry,
+        "",
+        &[("NOTIFY_SOCKET", &path_text), ("WATCHDOG_USEC", "400000")],
+    )
+    .unwrap();
+
+    // READY=1 after the first full pass, with the summary.
+    let first = next_message(&socket);
+    assert_eq!(first, "READY=1\nSTATUS=0 running, 0 exited, 0 failed\n");
+    // Fed from the loop at half of WATCHDOG_USEC (400ms): never late enough to expire,
+    // never a flood.
+    let mut feeds = Vec::new();
+    while feeds.len() < 5 {
+        if next_message(&socket) == "WATCHDOG=1\n" {
+            feeds.push(Instant::now());
+        }
+    }
+    for gap in feeds.windows(2).map(|w| w[1] - w[0]) {
+        assert!(
+            gap >= Duration::from_millis(100) && gap < Duration::from_millis(400),
+            "WATCHDOG=1 {gap:?} after the last one"
+        );
+    }
+    // The summary follows the host.
+    agent
+        .write_manifest(
+            "a.yaml",
+            "apiVersion: berth/v1\nkind: Container\nmetadata: {name: a}\nspec:\n  image: docker.io/library/busybox:1.36\n  command: [sleep, '1000']\n  stopTimeout: 1s\n",
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = next_message(&socket);
+        if m == "STATUS=1 running, 0 exited, 0 failed\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no running status; last: {m:?}");
+    }
+    // SIGTERM: STOPPING=1, and the container keeps running.
+    let pid = agent.container("a").unwrap()["pid"].as_i64().unwrap();
+    agent.stop().unwrap();
+    let mut stopping = String::new();
+    while !stopping.starts_with("STOPPING=1") {
+        stopping = next_message(&socket);
+    }
+    assert_eq!(
+        stopping,
+        "STOPPING=1\nSTATUS=stopping; containers keep running\n"
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    agent.restart().unwrap();
+    let left = agent.finish().unwrap();
+    assert!(left.is_empty(), "left on the host: {left:#?}");
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    // As installed, with ExecStart pointing at this build.
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/systemd/berth.service"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = berth_tests::agent::berth_bin();
+    let unit = unit.replace(
+        "ExecStart=/usr/bin/berth agent",
+        &format!("ExecStart={} agent", bin.display()),
+    );
+    assert!(unit.contains(&format!("ExecStart={} agent", bin.display())));
+    for line in [
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=always",
+        "KillMode=mixed",
+        "Delegate=yes",
+    ] {
+        assert!(unit.contains(line), "the unit says {line}");
+    }
+    let path = dir.path().join("berth.service");
+    std::fs::write(&path, unit).unwrap();
+    let systemd_analyze = berth_tests::require_tool("systemd-analyze", "systemd").unwrap();
+    let out = std::process::Command::new(systemd_analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -57,6 +57,7 @@ impl LoopLab {
             cfg,
             clock,
             loader,
+            Arc::new(crate::service::Notifier::disabled()),
         ));
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -133,6 +133,16 @@ impl Default for ReconcileConfig {
     }
 }
 
+/// The next tick of the watchdog interval; never, without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Bursts of file events longer than this do not hold a pass back any further.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
 
@@ -150,6 +160,8 @@ pub struct Reconciler<E: Engine> {
     pub cfg: ReconcileConfig,
     pub clock: Clock,
     pub loader: Loader,
+    /// The service manager, told when the agent is ready, how it is doing, and that it lives.
+    pub notifier: Arc<crate::service::Notifier>,
     /// What was last logged about manifest problems and the prune guard, so a condition that
     /// lasts is logged once.
     logged: Mutex<Logged>,
@@ -173,6 +185,7 @@ impl<E: Engine> Reconciler<E> {
         cfg: ReconcileConfig,
         clock: Clock,
         loader: Loader,
+        notifier: Arc<crate::service::Notifier>,
     ) -> Reconciler<E> {
         Reconciler {
             engine,
@@ -184,6 +197,7 @@ impl<E: Engine> Reconciler<E> {
             cfg,
             clock,
             loader,
+            notifier,
             logged: Mutex::default(),
         }
     }
@@ -213,10 +227,16 @@ impl<E: Engine> Reconciler<E> {
         self.adopt(&ctx);
         let mut wake = tokio::time::Instant::now();
         let mut next_resync = tokio::time::Instant::now();
+        // The watchdog is fed from this loop: a loop that hangs stops feeding it.
+        let mut watchdog = self.notifier.watchdog_interval().map(tokio::time::interval);
         loop {
             let reason = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                _ = tick(&mut watchdog) => {
+                    self.notifier.watchdog();
+                    continue;
+                }
                 Some(c) = done.recv() => {
                     self.completed(&mut exec, c);
                     Trigger::ActionDone
@@ -378,6 +398,12 @@ impl<E: Engine> Reconciler<E> {
         );
         self.live.set_prune_blocked(plan.prune_blocked);
         self.live.set_kept(kept_notes(&desired));
+        self.notifier.passed(&crate::service::summary(
+            &observed,
+            plan.waiting.len(),
+            desired.file_errors.len(),
+            plan.prune_blocked,
+        ));
         monitors.sync(observe::monitored(&observed));
         self.record_metrics(&observed, exec, &load);
         self.metrics
