@@ -23,8 +23,10 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The end-to-end tests drive the real binary.
+# The end-to-end tests drive the real binary, and install the Debian package.
 cargo build -p berth
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb --version 3.8.0
+cargo deb -p berth
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # --no-fail-fast: a failing test binary must not hide the results of the ones after it.
