@@ -125,9 +125,9 @@ pub struct CgroupManager {
     /// The v1 hierarchies (V1 and Hybrid), ordered like [`Controller::ALL`].
     hierarchies: Vec<Hierarchy>,
     /// The named `name=systemd` v1 hierarchy, where systemd tracks services on v1 and hybrid
-    /// hosts: berth controls nothing there, but its processes must leave the agent's cgroup
-    /// there too.
-    systemd: Option<PathBuf>,
+    /// hosts: berth controls nothing there, but every cgroup of berth's exists there too, so
+    /// its processes leave the agent's cgroup there as well.
+    pub(crate) systemd: Option<PathBuf>,
 }
 
 /// The cgroup (under the parent) that holds the shims: out of the agent's own cgroup, so a
@@ -239,6 +239,7 @@ impl CgroupManager {
         }
         let unified = self.unified_root().map(|u| u.join(&relative));
         dirs.extend(unified.clone());
+        dirs.extend(self.systemd.as_ref().map(|s| s.join(&relative)));
         let memory_dir = match self.mode {
             Mode::V2 => self.root.join(&relative),
             Mode::V1 | Mode::Hybrid => controllers
@@ -260,15 +261,7 @@ impl CgroupManager {
     /// included, and returns its directories: a shim moves itself there before it starts its
     /// container, whose processes then leave the agent's cgroup everywhere too.
     pub fn shim_dirs(&self) -> Result<Vec<PathBuf>> {
-        let mut dirs = self.create(SHIMS, &Limits::default())?.paths().to_vec();
-        if let Some(systemd) = &self.systemd {
-            let parent = systemd.join(&self.parent);
-            control::mkdir(&parent)?;
-            let dir = parent.join(SHIMS);
-            control::mkdir(&dir)?;
-            dirs.push(dir);
-        }
-        Ok(dirs)
+        Ok(self.create(SHIMS, &Limits::default())?.paths().to_vec())
     }
 
     /// The parent's directory in every hierarchy.

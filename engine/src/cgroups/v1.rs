@@ -39,6 +39,11 @@ fn make_all_dirs(mgr: &CgroupManager, cg: &Cgroup, created: &mut Vec<PathBuf>) -
         // Hybrid: membership in the cgroup2 tree too, which gives `cgroup.kill`.
         make_dirs(&unified, &mgr.parent, cg.name(), false, created)?;
     }
+    if let Some(systemd) = &mgr.systemd {
+        // The named systemd hierarchy: no controller, but where systemd looks for a service's
+        // processes; berth's must be in berth's own cgroup there too.
+        make_dirs(systemd, &mgr.parent, cg.name(), false, created)?;
+    }
     Ok(())
 }
 
