@@ -90,8 +90,8 @@ pub async fn observe<E: Engine>(
         let known = ids.contains(c.name.as_str())
             || container_name(&c.name).is_some_and(busy_name)
             || in_flight.contains(&Key::Cgroup(c.name.clone()));
-        // An empty cgroup of the parent itself is nothing to act on.
-        if known || (c.name == "." && c.pids.is_empty()) {
+        // An empty cgroup is nothing to act on (berth did not make it: it is left alone).
+        if known || c.pids.is_empty() {
             continue;
         }
         strays.push(Stray {

@@ -93,11 +93,8 @@ fn host_drift_is_repaired_by_the_resync() {
         cgroup: cgroup.clone(),
     };
     let pid = stray.child.id();
+    // From here on the agent may kill it at any moment: its next resync does.
     std::fs::write(cgroup.join("cgroup.procs"), pid.to_string()).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap(),
-        format!("{pid}\n")
-    );
     // A container's veth deleted by hand.
     let veth = host_veth(pid_of(&wired));
     assert!(veth.starts_with(agent.net_prefix()), "{veth}");
