@@ -4,6 +4,7 @@
 //! stopped when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -167,8 +168,13 @@ pub struct Server {
 }
 
 impl Drop for Server {
+    /// Kills the server's whole process group: `git daemon` serves each connection in a
+    /// child of its own.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.child.wait();
     }
 }
@@ -177,6 +183,7 @@ impl Server {
     fn spawn(mut cmd: Command, port: u16, log: PathBuf, what: &str) -> anyhow::Result<Server> {
         let out = std::fs::File::create(&log)?;
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

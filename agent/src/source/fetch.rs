@@ -194,6 +194,9 @@ fn init(git_dir: &Path, src: &GitSource) -> Result<gix::Repository, String> {
         ));
     }
     let options = gix::open::Options::isolated().config_overrides(overrides);
+    if let Some(parent) = git_dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    }
     gix::ThreadSafeRepository::init_opts(
         git_dir,
         gix::create::Kind::Bare,
@@ -201,7 +204,13 @@ fn init(git_dir: &Path, src: &GitSource) -> Result<gix::Repository, String> {
         options,
     )
     .map(Into::into)
-    .map_err(|e| format!("create berth's repository {}: {e}", git_dir.display()))
+    .map_err(|e| {
+        format!(
+            "create the fetch repository {}: {}",
+            git_dir.display(),
+            chain(&e)
+        )
+    })
 }
 
 fn shell_quote(p: &Path) -> String {
