@@ -318,6 +318,42 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 mod tests {
     use super::*;
 
+    /// The commented keys of the packaged /etc/berth/agent.yaml, uncommented.
+    fn packaged_keys() -> String {
+        let key = |l: &str| {
+            let t = l.trim_start();
+            let name = t.split(':').next().unwrap_or_default();
+            t.contains(':')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        };
+        include_str!("../debian/agent.yaml")
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            // `# text` is prose; `#key:` and `#  nested:` are keys.
+            .filter(|l| (!l.starts_with(' ') || l.starts_with("  ")) && key(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_packaged_config_file_shows_real_keys_and_values() {
+        let text = packaged_keys();
+        let file: FileConfig =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(file.manifests.is_some() && file.allowed_host_paths.len() == 2);
+        let git = file
+            .source
+            .and_then(|s| s.git)
+            .expect("the git source example");
+        let src = GitSource::resolve(git, "edge-7", &file.labels).unwrap();
+        assert_eq!(src.paths, ["common", "sites/berlin", "hosts/edge-7"]);
+        assert_eq!(
+            src.allowed_signers.as_deref(),
+            Some(Path::new("/etc/berth/allowed_signers"))
+        );
+    }
+
     #[test]
     fn file_keys_apply_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
