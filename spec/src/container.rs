@@ -40,6 +40,8 @@ pub struct ContainerSpec {
     #[serde(default, deserialize_with = "absolute_paths")]
     #[schemars(inner(regex(pattern = "^/")))]
     pub env_files: Vec<PathBuf>,
+    /// The user the process runs as: a name or uid, with `:group` optionally [default: the
+    /// image's USER, else root]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -42,7 +42,7 @@ pub fn berth_bin() -> PathBuf {
 /// A unique prefix for every host object one test creates.
 pub fn unique_prefix() -> String {
     format!(
-        "berth-test-{}-{}",
+        "berth-test-{}-{:03}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )

@@ -10,6 +10,17 @@ use crate::{require_tool, support_script, Registry};
 /// Build the busybox test image and push it to `docker://<registry>/<repo_tag>`, e.g.
 /// `library/busybox:1.36`. An empty `cmd` keeps the image default `Cmd` `[sh]`.
 pub fn push_busybox(registry: &Registry, repo_tag: &str, cmd: &[&str]) -> anyhow::Result<()> {
+    push_busybox_with(registry, repo_tag, cmd, &[])
+}
+
+/// Like [`push_busybox`], with variables for the build script: `IMAGE_USER` (the image's
+/// `User`), `IMAGE_ARCH`.
+pub fn push_busybox_with(
+    registry: &Registry,
+    repo_tag: &str,
+    cmd: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<()> {
     require_tool("umoci", "umoci")?;
     require_tool("skopeo", "skopeo")?;
     let busybox = std::env::var("BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_string());
@@ -26,6 +37,7 @@ pub fn push_busybox(registry: &Registry, repo_tag: &str, cmd: &[&str]) -> anyhow
         .arg(work.path().join("build"))
         .arg(&dest)
         .args(cmd)
+        .envs(env.iter().copied())
         .output()
         .context("run tests/support/busybox-image.sh")?;
     if !output.status.success() {

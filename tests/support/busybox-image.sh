@@ -3,7 +3,8 @@
 # usage: busybox-image.sh WORKDIR DEST [CMD...]
 #   DEST is a skopeo destination, e.g. docker://127.0.0.1:5000/library/busybox:1.36
 # The image has /bin/busybox plus applet links, /etc/passwd, /etc/group, /etc/motd,
-# WorkingDir /, Env PATH and IMAGE_ENV=from-image, Cmd [sh].
+# WorkingDir /, Env PATH and IMAGE_ENV=from-image, Cmd [sh]; $IMAGE_USER sets its User and
+# $IMAGE_ARCH its architecture.
 set -eu
 work=$1 dest=$2
 shift 2
@@ -27,7 +28,8 @@ chmod 1777 "$root/tmp"
 umoci repack --image "$layout:latest" "$work/bundle" >/dev/null
 umoci config --image "$layout:latest" \
   --config.env PATH=/bin:/usr/bin --config.env IMAGE_ENV=from-image \
-  --config.workingdir / --config.cmd sh ${IMAGE_ARCH:+--architecture "$IMAGE_ARCH"}
+  --config.workingdir / --config.cmd sh ${IMAGE_ARCH:+--architecture "$IMAGE_ARCH"} \
+  ${IMAGE_USER:+--config.user "$IMAGE_USER"}
 if [ $# -gt 0 ]; then
   args=""
   for a in "$@"; do args="$args --config.cmd $a"; done

@@ -312,3 +312,46 @@ fn manifest_to_running_container_and_back() {
     let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
 }
+
+/// The uid the process `pid` runs as (real uid, from /proc).
+fn uid_of(pid: i32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Uid in /proc/{pid}/status"))
+}
+
+#[test]
+fn the_process_runs_as_the_images_user_unless_the_manifest_names_one() {
+    let registry = Registry::start().expect("start registry");
+    berth_tests::image::push_busybox_with(
+        &registry,
+        "library/busybox:nobody",
+        &[],
+        &[("IMAGE_USER", "65534:65534")],
+    )
+    .expect("push an image whose User is nobody");
+    let agent = Agent::start(&registry).unwrap();
+    let manifest = |name: &str, user: &str| {
+        format!("apiVersion: berth/v1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: docker.io/library/busybox:nobody\n  command: [sleep, '1000']\n  stopTimeout: 1s\n{user}")
+    };
+    agent
+        .write_manifest("image.yaml", &manifest("image-user", ""))
+        .unwrap();
+    agent
+        .write_manifest("own.yaml", &manifest("own-user", "  user: \"1234:1234\"\n"))
+        .unwrap();
+    let image_user = agent
+        .wait_container("image-user", "running", |c| c["state"] == "running")
+        .unwrap();
+    let own_user = agent
+        .wait_container("own-user", "running", |c| c["state"] == "running")
+        .unwrap();
+    assert_eq!(uid_of(pid_of(&image_user)), 65534, "the image's User");
+    assert_eq!(uid_of(pid_of(&own_user)), 1234, "the manifest's user wins");
+    let left = agent.finish().unwrap();
+    assert!(left.is_empty(), "left on the host: {left:#?}");
+}

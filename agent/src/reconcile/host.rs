@@ -171,7 +171,7 @@ impl Engine for HostEngine {
                     max_size: spec.logging.max_size.bytes(),
                     max_files: spec.logging.max_files,
                 },
-                security: SecurityConfig::from_spec(spec),
+                security: SecurityConfig::from_spec(spec, image.config.user.as_deref()),
                 mounts: mounts.mounts,
                 devices: mounts.devices,
                 unmasked: spec.security.privileged,

@@ -71,8 +71,9 @@ impl Default for SecurityConfig {
 }
 
 impl SecurityConfig {
-    /// The profile a manifest asks for.
-    pub fn from_spec(spec: &ContainerSpec) -> SecurityConfig {
+    /// The profile a manifest asks for; the process runs as the manifest's `user`, else as
+    /// the image's `User` (`image_user`), else as root, as Docker does.
+    pub fn from_spec(spec: &ContainerSpec, image_user: Option<&str>) -> SecurityConfig {
         let privileged = spec.security.privileged;
         SecurityConfig {
             capabilities: if privileged {
@@ -82,7 +83,7 @@ impl SecurityConfig {
             },
             no_new_privileges: !privileged,
             seccomp: !privileged,
-            user: spec.user.clone(),
+            user: spec.user.clone().or_else(|| image_user.map(str::to_string)),
             rlimits: Vec::new(),
             sysctls: spec.sysctls.clone(),
             privileged,
@@ -219,7 +220,16 @@ mod tests {
     #[test]
     fn config_from_spec() {
         let mut spec = ContainerSpec::new("docker.io/library/busybox:1.36");
-        assert_eq!(SecurityConfig::from_spec(&spec), SecurityConfig::default());
+        assert_eq!(
+            SecurityConfig::from_spec(&spec, None),
+            SecurityConfig::default()
+        );
+        let from_image = SecurityConfig::from_spec(&spec, Some("101:101"));
+        assert_eq!(
+            from_image.user.as_deref(),
+            Some("101:101"),
+            "the image's User is the default"
+        );
 
         spec.user = Some("nobody".into());
         spec.sysctls
@@ -228,12 +238,16 @@ mod tests {
             add: vec![],
             drop: vec!["NET_RAW".parse().expect("name")],
         };
-        let cfg = SecurityConfig::from_spec(&spec);
+        let cfg = SecurityConfig::from_spec(&spec, Some("101:101"));
         assert_eq!(
             cfg.capabilities,
             CapSet::docker_default().without(caps::number::NET_RAW)
         );
-        assert_eq!(cfg.user.as_deref(), Some("nobody"));
+        assert_eq!(
+            cfg.user.as_deref(),
+            Some("nobody"),
+            "the manifest's user wins"
+        );
         assert_eq!(cfg.sysctls["net.ipv4.ip_unprivileged_port_start"], "0");
         assert!(cfg.no_new_privileges && cfg.seccomp && !cfg.privileged);
 
@@ -242,7 +256,7 @@ mod tests {
             ..Security::default()
         };
         spec.security.capabilities.drop = vec![Capability::All];
-        let cfg = SecurityConfig::from_spec(&spec);
+        let cfg = SecurityConfig::from_spec(&spec, None);
         assert_eq!(
             cfg.capabilities,
             CapSet::all(),
