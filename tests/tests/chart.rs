@@ -380,6 +380,7 @@ fn the_daemonset_runs_the_agent_the_way_it_needs() {
     let c = container(&objects);
     assert_eq!(c["securityContext"]["privileged"], true);
     assert_eq!(c["image"], "berth:0.1.0");
+    assert_eq!(c["command"], serde_json::json!(["berth"]));
     assert_eq!(
         c["args"],
         serde_json::json!(["agent", "--config", "/etc/berth/agent.yaml"])
