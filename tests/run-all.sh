@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: a real OCI registry, real image tools, busybox for images,
 # podman and runc for the isolation probe's reference container, htpasswd (bcrypt) and openssl
 # for the registries behind basic and token auth, systemd-analyze to verify the unit file,
-# git for the repositories of the chart's live-metrics test, python3-venv for
-# kubernetes-validate's venv.
-packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux apache2-utils openssl systemd git python3-venv"
+# git servers for the git source (git daemon and http-backend from git, lighttpd with TLS,
+# OpenSSH's sshd and ssh client), python3-venv for kubernetes-validate's venv (the chart
+# tests).
+packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux apache2-utils openssl systemd git lighttpd lighttpd-mod-openssl openssh-server openssh-client python3-venv"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

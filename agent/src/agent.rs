@@ -97,8 +97,22 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(addr = %cfg.listen, "status api listening");
+    let layout = crate::source::snapshot::Layout::new(&cfg.state_dir);
+    let source_status = Arc::new(crate::source::status::SharedStatus::new(
+        match &cfg.source {
+            Some(git) => crate::source::sync::GitSync::initial_status(git, &layout, &db),
+            None => crate::source::status::SourceStatus {
+                kind: "directory",
+                path: Some(cfg.manifests.clone()),
+                ..Default::default()
+            },
+        },
+    ));
     let last_load = Arc::new(crate::reconcile::last_load::LastLoad::new(
-        cfg.manifests.clone(),
+        match &cfg.source {
+            Some(_) => layout.current_link(),
+            None => cfg.manifests.clone(),
+        },
     ));
     let network_manager =
         berth_engine::network::NetworkManager::new(cfg.networks.clone(), db.clone());
@@ -111,6 +125,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         health: health.clone(),
         allow_empty: cfg.allow_empty,
         volumes_dir: cfg.state_dir.join("volumes"),
+        source: source_status.clone(),
         usage: Arc::new(crate::usage::Usage {
             runtime: runtime.clone(),
             networks: Some(network_manager.clone()),
@@ -131,9 +146,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     });
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let _watcher =
-        crate::watcher::watch(&cfg.manifests, tx.clone()).context("start the manifest watcher")?;
-    tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
     let engine = Arc::new(HostEngine {
         images: images.clone(),
         registries: cfg.registries.clone(),
@@ -147,8 +159,40 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let policy = crate::policy::HostPolicy {
         allowed_host_paths: Some(cfg.allowed_host_paths.clone()),
     };
-    let dir = cfg.manifests.clone();
-    let loader: crate::reconcile::Loader = Arc::new(move || crate::policy::load_dir(&dir, &policy));
+    // Manifests from git (a sync task, SIGHUP syncs now) or the directory (a watcher,
+    // SIGHUP loads it again).
+    let sync_now = Arc::new(tokio::sync::Notify::new());
+    let mut _watcher = None;
+    let (loader, git_sync): (crate::reconcile::Loader, _) = match &cfg.source {
+        Some(git) => {
+            metrics.register_source();
+            tracing::info!(url = %git.url, reference = %git.reference, paths = ?git.paths, "manifests from git");
+            let sync = crate::source::sync::GitSync {
+                source: git.clone(),
+                layout,
+                policy,
+                status: source_status,
+                metrics: metrics.clone(),
+                db: db.clone(),
+                exe: std::env::current_exe().context("find the berth binary for fetches")?,
+            };
+            let loader = sync.loader();
+            let task = sync.run(tx.clone(), sync_now.clone(), shutdown_rx.clone());
+            (loader, Some(task))
+        }
+        None => {
+            _watcher = Some(
+                crate::watcher::watch(&cfg.manifests, tx.clone())
+                    .context("start the manifest watcher")?,
+            );
+            tracing::info!(dir = %cfg.manifests.display(), "watching manifests");
+            let dir = cfg.manifests.clone();
+            let loader: crate::reconcile::Loader =
+                Arc::new(move || crate::policy::load_dir(&dir, &policy));
+            (loader, None)
+        }
+    };
+    let git_task = git_sync.map(tokio::spawn);
     let reconciler = Arc::new(Reconciler::new(
         engine,
         db.clone(),
@@ -178,18 +222,33 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         cfg.images.clone(),
         shutdown_rx.clone(),
     ));
+    let hup_triggers = tx.clone();
     let control = tokio::spawn(reconciler.run(tx, rx, shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping the agent"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping the agent"),
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping the agent"); break }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping the agent"); break }
+            _ = hup.recv() => {
+                if git_task.is_some() {
+                    sync_now.notify_one();
+                } else {
+                    tracing::info!("SIGHUP: loading the manifest directory now");
+                    let _ = hup_triggers.send(crate::reconcile::Trigger::ManifestsWritten);
+                }
+            }
+        }
     }
     notifier.stopping();
     let _ = shutdown_tx.send(true);
     let _ = control.await;
     let _ = housekeeping.await;
+    if let Some(task) = git_task {
+        let _ = task.await;
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "status api"),

@@ -11,6 +11,7 @@ use berth_engine::images::{AuthConfig, BasicAuth, RegistryConfig};
 use berth_engine::network::NetworkConfig;
 
 use crate::reconcile::backoff::Backoff;
+use crate::source::config::{GitSource, SourceFileConfig};
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "/etc/berth/agent.yaml";
@@ -43,6 +44,11 @@ pub struct FileConfig {
     pub parallel_actions: Option<usize>,
     /// How often the agent looks at the whole host again and repairs drift [default: 30s].
     pub resync_interval: Option<berth_spec::DurationSpec>,
+    /// This host's labels, for `{label.NAME}` in `source.git.paths`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Manifests from git instead of the manifest directory.
+    pub source: Option<SourceFileConfig>,
 }
 
 /// `restartBackoff:` of agent.yaml.
@@ -154,6 +160,8 @@ pub struct AgentConfig {
     pub restart_backoff: Backoff,
     pub parallel_actions: usize,
     pub resync_interval: Duration,
+    /// Manifests from git; `manifests` is then unused.
+    pub source: Option<GitSource>,
 }
 
 fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
@@ -246,7 +254,21 @@ impl AgentConfig {
         if resync_interval < Duration::from_secs(1) {
             bail!("resyncInterval must be at least 1s");
         }
+        let source = match file.source.and_then(|s| s.git) {
+            None => None,
+            Some(git) => {
+                if flags.manifests.is_some() || file.manifests.is_some() {
+                    bail!("source.git and manifests exclude each other: the manifests come from git (hint: remove one)");
+                }
+                let hostname = nix::unistd::gethostname()
+                    .context("read the hostname for source.git.paths")?
+                    .to_string_lossy()
+                    .into_owned();
+                Some(GitSource::resolve(git, &hostname, &file.labels)?)
+            }
+        };
         Ok(AgentConfig {
+            source,
             resync_interval,
             networks,
             default_network: file.networks.default_network.unwrap_or(true),
@@ -295,6 +317,42 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The commented keys of the packaged /etc/berth/agent.yaml, uncommented.
+    fn packaged_keys() -> String {
+        let key = |l: &str| {
+            let t = l.trim_start();
+            let name = t.split(':').next().unwrap_or_default();
+            t.contains(':')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        };
+        include_str!("../debian/agent.yaml")
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            // `# text` is prose; `#key:` and `#  nested:` are keys.
+            .filter(|l| (!l.starts_with(' ') || l.starts_with("  ")) && key(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_packaged_config_file_shows_real_keys_and_values() {
+        let text = packaged_keys();
+        let file: FileConfig =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(file.manifests.is_some() && file.allowed_host_paths.len() == 2);
+        let git = file
+            .source
+            .and_then(|s| s.git)
+            .expect("the git source example");
+        let src = GitSource::resolve(git, "edge-7", &file.labels).unwrap();
+        assert_eq!(src.paths, ["common", "sites/berlin", "hosts/edge-7"]);
+        assert_eq!(
+            src.allowed_signers.as_deref(),
+            Some(Path::new("/etc/berth/allowed_signers"))
+        );
+    }
 
     #[test]
     fn file_keys_apply_and_flags_win() {

@@ -11,6 +11,7 @@ mod metrics;
 mod policy;
 mod reconcile;
 mod service;
+mod source;
 mod status;
 #[cfg(test)]
 mod test_layout;
@@ -124,6 +125,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
         addr: SocketAddr,
     },
+    /// Show where the running agent's manifests come from: the directory, or the git source
+    /// with its revision, last sync and last error.
+    Source {
+        /// The agent's API address.
+        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
+        addr: SocketAddr,
+        /// Print the API's JSON (`GET /v1/source`).
+        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
+    /// Internal: one fetch of the git source (request on stdin, outcome on stdout).
+    #[command(hide = true)]
+    SourceFetch,
     /// Internal: the per-container monitor process the agent starts.
     #[command(hide = true)]
     Shim { bundle: PathBuf },
@@ -174,6 +188,11 @@ fn main() -> ExitCode {
             std::time::Duration::from_millis(timeout_ms),
             &cmd,
         ) as u8),
+        Command::SourceFetch => {
+            init_tracing();
+            report(source_fetch())
+        }
+        Command::Source { addr, output } => report(cli::source::run(addr, output == "json")),
         Command::Validate {
             dirs,
             output,
@@ -246,6 +265,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `berth source-fetch`: the agent's fetch process.
+fn source_fetch() -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| anyhow::anyhow!("read the fetch request: {e}"))?;
+    let req: source::fetch::FetchRequest = serde_json::from_slice(&input)
+        .map_err(|e| anyhow::anyhow!("parse the fetch request: {e}"))?;
+    let outcome = source::fetch::run(&req);
+    println!("{}", serde_json::to_string(&outcome)?);
+    Ok(())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -11,6 +11,53 @@ use prometheus::{
 
 use crate::usage::ContainerUsage;
 
+/// The git source's metrics.
+pub struct SourceMetrics {
+    /// Syncs by result: ok (fetched and verified; applied or unchanged), fetch_failed,
+    /// unverified (not signed by an allowed signer), invalid (does not load).
+    pub sync_total: IntCounterVec,
+    /// 1 for the revision applied now.
+    pub revision_info: IntGaugeVec,
+    /// Unix seconds of the last sync that succeeded.
+    pub last_sync: prometheus::Gauge,
+}
+
+impl SourceMetrics {
+    pub const RESULTS: [&'static str; 4] = ["ok", "fetch_failed", "unverified", "invalid"];
+
+    fn new() -> SourceMetrics {
+        SourceMetrics {
+            sync_total: IntCounterVec::new(
+                Opts::new(
+                    "berth_source_sync_total",
+                    "Syncs of the git source, by result.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            revision_info: IntGaugeVec::new(
+                Opts::new(
+                    "berth_source_revision_info",
+                    "1 for the git revision the agent applies.",
+                ),
+                &["revision"],
+            )
+            .expect("valid metric"),
+            last_sync: prometheus::Gauge::new(
+                "berth_source_last_sync_timestamp_seconds",
+                "Unix time of the last sync of the git source that succeeded.",
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// The applied revision becomes `revision`.
+    pub fn set_revision(&self, revision: &str) {
+        self.revision_info.reset();
+        self.revision_info.with_label_values(&[revision]).set(1);
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Reconcile passes by result (ok | error).
@@ -42,6 +89,8 @@ pub struct Metrics {
     pub state_filesystem_size: prometheus::IntGauge,
     /// Free bytes of that filesystem (available to unprivileged users, as `df` shows them).
     pub state_filesystem_avail: prometheus::IntGauge,
+    /// The git source's syncs (registered only with one: [`Metrics::register_source`]).
+    pub source: SourceMetrics,
 }
 
 impl Metrics {
@@ -193,6 +242,24 @@ impl Metrics {
             actions_in_flight,
             state_filesystem_size,
             state_filesystem_avail,
+            source: SourceMetrics::new(),
+        }
+    }
+
+    /// Exports the git source's metrics (only agents with one have them: a directory has no
+    /// sync to watch).
+    pub fn register_source(&self) {
+        for c in [
+            Box::new(self.source.sync_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.source.revision_info.clone()),
+            Box::new(self.source.last_sync.clone()),
+        ] {
+            self.registry
+                .register(c)
+                .expect("source metrics registered once");
+        }
+        for result in SourceMetrics::RESULTS {
+            self.source.sync_total.with_label_values(&[result]);
         }
     }
 

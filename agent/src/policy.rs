@@ -36,6 +36,13 @@ pub fn load_dir(dir: &Path, policy: &HostPolicy) -> LoadResult {
     load
 }
 
+/// Loads several directories as one set (a git source's paths), then applies `policy`.
+pub fn load_dirs(dirs: &[PathBuf], policy: &HostPolicy) -> LoadResult {
+    let mut load = berth_spec::load_dirs(dirs);
+    apply(&mut load, policy);
+    load
+}
+
 /// Turns every policy violation into a problem of its file; the file's objects then leave
 /// `objects`, as for any file with a problem.
 pub fn apply(load: &mut LoadResult, policy: &HostPolicy) {

@@ -56,7 +56,10 @@ pub use hash::{
 };
 pub use healthcheck::{Healthcheck, HttpProbe, OnUnhealthy, Probe, TcpProbe};
 pub use image::ImageRef;
-pub use load::{is_manifest_name, load_dir, load_files, FileReport, LoadResult, Loaded, Source};
+pub use load::{
+    is_manifest_name, load_dir, load_dirs, load_files, unavailable, FileReport, LoadResult, Loaded,
+    Source,
+};
 pub use mount::{Device, DevicePermissions, Mount, MountSource, Tmpfs};
 pub use names::dns_label_error;
 pub use network::{Macvlan, MacvlanMode, NetworkDriver, NetworkSpec, Subnet, SubnetError};

@@ -105,6 +105,34 @@ impl FileEntry {
 /// it is resolved once and every file is read through the resolved path, so an atomic swap
 /// of the link while loading cannot mix two versions. Reported paths keep `dir` as given.
 pub fn load_dir(dir: &Path) -> LoadResult {
+    let (problems, files) = read_dir(dir);
+    finish(problems, files)
+}
+
+/// Loads several directories as one set, in the given order (a git source's `paths`): the
+/// same object defined in two of them is a duplicate, as within one directory.
+pub fn load_dirs(dirs: &[PathBuf]) -> LoadResult {
+    let (mut problems, mut files) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let (p, f) = read_dir(dir);
+        problems.extend(p);
+        files.extend(f);
+    }
+    finish(problems, files)
+}
+
+/// A load that found no manifests to read: `message` (and `hint`) say why, as a problem of
+/// `dir`, which the reconciler takes as "remove nothing".
+pub fn unavailable(dir: &Path, message: &str, hint: &str) -> LoadResult {
+    let text = format!("{message}{HINT_SEPARATOR}{hint}");
+    finish(
+        vec![Problem::from_text(dir.to_path_buf(), (0, 0), None, &text)],
+        Vec::new(),
+    )
+}
+
+/// The files of one directory, parsed, and the problems of the directory itself.
+fn read_dir(dir: &Path) -> (Vec<Problem>, Vec<FileEntry>) {
     let mut dir_problems = Vec::new();
     let dir_problem = |text: String| Problem::from_text(dir.to_path_buf(), (0, 0), None, &text);
     let root = match fs::canonicalize(dir) {
@@ -113,13 +141,13 @@ pub fn load_dir(dir: &Path) -> LoadResult {
             dir_problems.push(dir_problem(format!(
                 "manifest directory does not exist{HINT_SEPARATOR}create it, or point berth at the directory that holds the manifests"
             )));
-            return finish(dir_problems, Vec::new());
+            return (dir_problems, Vec::new());
         }
         Err(e) => {
             dir_problems.push(dir_problem(format!(
                 "cannot resolve manifest directory: {e}"
             )));
-            return finish(dir_problems, Vec::new());
+            return (dir_problems, Vec::new());
         }
     };
     // ConfigMap layout: `..data -> ..2024_01_01_00_00_00.123`, files link through `..data`.
@@ -136,7 +164,7 @@ pub fn load_dir(dir: &Path) -> LoadResult {
                 format!("manifest directory is not a directory{HINT_SEPARATOR}point berth at a directory of *.yaml files")
             };
             dir_problems.push(dir_problem(text));
-            return finish(dir_problems, Vec::new());
+            return (dir_problems, Vec::new());
         }
     };
     let mut names = Vec::new();
@@ -189,7 +217,7 @@ pub fn load_dir(dir: &Path) -> LoadResult {
         .into_iter()
         .map(|(path, bytes)| parse_file(path, bytes))
         .collect();
-    finish(dir_problems, files)
+    (dir_problems, files)
 }
 
 /// Loads manifests from memory: `(path, content)` pairs in the given order, with the same

@@ -125,8 +125,13 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "manifests: {}\nstateDir: {}\nrunDir: {}\nlisten: {addr}\ncgroupParent: {prefix}\nregistries:\n  mirrors:\n    docker.io: [\"http://{}\"]\n",
-                manifests.display(),
+                "{}stateDir: {}\nrunDir: {}\nlisten: {addr}\ncgroupParent: {prefix}\nregistries:\n  mirrors:\n    docker.io: [\"http://{}\"]\n",
+                // A git source replaces the manifest directory.
+                if extra_config.contains("source:") {
+                    String::new()
+                } else {
+                    format!("manifests: {}\n", manifests.display())
+                },
                 root.path().join("state").display(),
                 root.path().join("run").display(),
                 registry.host()
@@ -201,6 +206,12 @@ impl Agent {
     /// The agent's pid while it runs.
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends `signal` to the agent (SIGHUP: load the manifests, or sync the git source, now).
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("agent is not running")?;
+        Ok(kill(Pid::from_raw(pid), signal)?)
     }
 
     /// SIGKILL: the agent dies at once, as in a crash; its containers keep running.

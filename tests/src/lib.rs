@@ -2,6 +2,7 @@
 //! port and test images built by real tools (umoci, skopeo) from Debian's busybox-static.
 
 pub mod agent;
+pub mod git;
 pub mod image;
 pub mod podman;
 pub mod registry;

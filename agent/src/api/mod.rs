@@ -38,6 +38,8 @@ pub struct ApiState {
     pub allow_empty: bool,
     /// `<stateDir>/volumes`: named volumes.
     pub volumes_dir: PathBuf,
+    /// Where the manifests come from, and the git source's last sync.
+    pub source: Arc<crate::source::status::SharedStatus>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -51,6 +53,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/manifests", get(manifests::get_manifests))
         .route("/v1/plan", get(plan::get_plan))
         .route("/v1/state", get(plan::get_state))
+        .route(
+            "/v1/source",
+            get(|State(s): State<Arc<ApiState>>| async move { Json(s.source.get()) }),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -84,6 +90,7 @@ impl ApiState {
             health: Arc::default(),
             allow_empty: false,
             volumes_dir: dir.join("volumes"),
+            source: Arc::default(),
         }
     }
 }

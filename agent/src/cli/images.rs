@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::units::human_bytes;
+use super::units::{age, human_bytes};
 
 pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
     let body = super::client::get(addr, "/v1/images")?;
@@ -99,17 +99,6 @@ pub fn table(list: &[Value], now: u64) -> String {
         out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
     }
     out
-}
-
-/// "45 seconds ago", "3 hours ago", …
-fn age(secs: u64) -> String {
-    let (n, unit) = match secs {
-        0..=59 => (secs, "second"),
-        60..=3599 => (secs / 60, "minute"),
-        3600..=86_399 => (secs / 3600, "hour"),
-        _ => (secs / 86_400, "day"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod logs;
 pub mod plan;
 pub mod ps;
 pub mod schema;
+pub mod source;
 pub mod stats;
 mod units;
 pub mod validate;

@@ -132,8 +132,8 @@ fn arm_variant_of_host() -> String {
 pub fn entry_platform(entry: &ImageIndexEntry) -> Platform {
     match &entry.platform {
         Some(p) => Platform {
-            os: p.os.clone(),
-            architecture: p.architecture.clone(),
+            os: p.os.to_string(),
+            architecture: p.architecture.to_string(),
             variant: p.variant.clone(),
         },
         None => Platform::new("unknown", "unknown", None),

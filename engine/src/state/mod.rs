@@ -9,6 +9,7 @@ mod lifecycle;
 mod networks;
 mod rollout;
 mod schema;
+mod source;
 mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use leases::LeaseRecord;
 pub use lifecycle::{ContainerState, Reason, UnknownWord};
 pub use networks::NetworkRecord;
 pub use rollout::{Revision, Rollout};
+pub use source::SourceSyncRecord;
 pub use volumes::VolumeRecord;
 
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,15 @@ const MIGRATIONS: &[&str] = &[
         retained       INTEGER NOT NULL,
         created_at_ms  INTEGER NOT NULL
     );",
+    // 5: the manifest source's last sync (git): when it last succeeded, what failed since.
+    "CREATE TABLE source_sync (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        url            TEXT NOT NULL,
+        synced_at_ms   INTEGER,
+        attempted_at_ms INTEGER NOT NULL,
+        error          TEXT,
+        signer         TEXT
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> Result<()> {
