@@ -499,6 +499,7 @@ fn the_daemonset_runs_the_agent_the_way_it_needs() {
             "ref": "v1.2.0",
             "username": "fleet",
             "passwordFile": "/etc/berth/git/password",
+            "caFile": "/etc/berth/git/ca.crt",
         })
     );
 }

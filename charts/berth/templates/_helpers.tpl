@@ -48,6 +48,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if $s.tokenKey }}{{ $_ := set $files "tokenFile" (list $s.tokenKey "token") }}{{ end -}}
 {{- if $s.sshKeyKey }}{{ $_ := set $files "sshKeyFile" (list $s.sshKeyKey "ssh-key") }}{{ end -}}
 {{- if $s.knownHostsKey }}{{ $_ := set $files "knownHostsFile" (list $s.knownHostsKey "known_hosts") }}{{ end -}}
+{{- if $s.caKey }}{{ $_ := set $files "caFile" (list $s.caKey "ca.crt") }}{{ end -}}
 {{- if $s.allowedSignersKey }}{{ $_ := set $files "allowedSigners" (list $s.allowedSignersKey "allowed_signers") }}{{ end -}}
 {{- toJson $files -}}
 {{- end }}
