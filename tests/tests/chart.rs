@@ -620,6 +620,40 @@ fn the_agent_loads_the_config_the_chart_renders() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // The schema's `config` takes every key of agent.yaml the chart does not set itself: the
+    // agent names them all when it refuses an unknown one.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(&config, "zzz: 1\n").unwrap();
+    let out = run(
+        &berth_bin(),
+        &[
+            OsStr::new("validate"),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            dir.path().as_os_str(),
+        ],
+    );
+    let said = text(&out);
+    let known: BTreeSet<&str> = said
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("{said}"))
+        .1
+        .split(", ")
+        .map(|k| k.split('`').nth(1).unwrap())
+        .collect();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap())
+            .unwrap();
+    let mut covered: BTreeSet<&str> = schema["properties"]["config"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    covered.extend(["listen", "stateDir", "runDir", "manifests", "source"]);
+    assert_eq!(known, covered, "agent.yaml keys vs the chart's");
 }
 
 /// The rules of the rule file: (alert name, expression).
@@ -1362,30 +1396,31 @@ fn every_metric_the_rules_and_dashboard_use_is_exported() {
             a.container("app").filter(|c| c["reason"] == "RolledBack")
         })
         .unwrap();
-    let last = agent
+    agent
         .wait_for(
             "every series the rules and the dashboard use",
             Duration::from_secs(60),
-            |a| {
-                let s = scrape(a);
-                missing(&s, &wanted).is_empty().then_some(s)
-            },
+            |a| missing(&scrape(a), &wanted).is_empty().then_some(()),
         )
         .unwrap_or_else(|e| panic!("{e}\nmissing: {:#?}", missing(&scrape(&agent), &wanted)));
-    // The filesystem gauges measure the state dir's filesystem.
-    let size: f64 = agent
-        .get("/metrics")
-        .unwrap()
+    // The filesystem gauges measure the state dir's filesystem, as df does.
+    let metrics = agent.get("/metrics").unwrap();
+    let size = metrics
         .lines()
         .find_map(|l| l.strip_prefix("berth_state_filesystem_size_bytes "))
-        .unwrap()
-        .parse()
         .unwrap();
-    assert!(
-        size > 0.0
-            && last
-                .samples
-                .contains_key("berth_state_filesystem_avail_bytes")
+    let out = Command::new("df")
+        .args(["-B1", "--output=size"])
+        .arg(&agent.state_dir)
+        .output()
+        .expect("run df");
+    assert_eq!(
+        Some(size),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .map(str::trim),
+        "{metrics}"
     );
     let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
