@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # podman and runc for the isolation probe's reference container, htpasswd (bcrypt) and openssl
 # for the registries behind basic and token auth, systemd-analyze to verify the unit file,
 # git servers for the git source (git daemon and http-backend from git, lighttpd with TLS,
-# OpenSSH's sshd and ssh client).
-packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux apache2-utils openssl systemd git lighttpd lighttpd-mod-openssl openssh-server openssh-client"
+# OpenSSH's sshd and ssh client), python3-venv for kubernetes-validate's venv (the chart
+# tests).
+packages="docker-registry umoci skopeo busybox-static nftables iproute2 python3-jsonschema python3-yaml coreutils podman runc util-linux apache2-utils openssl systemd git lighttpd lighttpd-mod-openssl openssh-server openssh-client python3-venv"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -22,6 +23,40 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
+
+# The chart and monitoring checks (tests/tests/chart.rs) run helm, promtool and
+# kubernetes-validate from $tools/bin, each installed once at a pinned version:
+# - helm v3.22.0 built from the Go module proxy (about 2 minutes on 2 cores with an empty Go
+#   cache);
+# - promtool 2.42 unpacked from Debian's prometheus package, not installed: installing it
+#   would start a Prometheus server on :9090;
+# - kubernetes-validate 1.31.0 from PyPI, in a venv of Debian's python3.
+tools=/var/cache/berth-tests
+mkdir -p "$tools/bin"
+if ! go version -m "$tools/bin/helm" 2>/dev/null | grep -q 'helm.sh/helm/v3[[:space:]]*v3\.22\.0[[:space:]]'; then
+  command -v go >/dev/null 2>&1 || { echo "run-all.sh: go is needed to build helm (the Go toolchain, in PATH)" >&2; exit 1; }
+  echo "building helm v3.22.0 into $tools/bin"
+  GOBIN="$tools/bin" go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+if ! "$tools/bin/promtool" --version 2>/dev/null | grep -q '^promtool, version 2\.42\.'; then
+  echo "unpacking promtool from Debian's prometheus package into $tools/bin"
+  deb=$(mktemp -d)
+  # apt's download sandbox user must be able to write there.
+  chmod 755 "$deb"
+  chown _apt "$deb" 2>/dev/null || true
+  (cd "$deb" && apt-get download -qq prometheus) || { apt-get update -qq && (cd "$deb" && apt-get download -qq prometheus); }
+  dpkg-deb --fsys-tarfile "$deb"/prometheus_*.deb | tar -x -C "$deb" ./usr/bin/promtool
+  install -m 755 "$deb/usr/bin/promtool" "$tools/bin/promtool"
+  rm -rf "$deb"
+fi
+if [ "$("$tools/venv/bin/kubernetes-validate" --version 2>/dev/null)" != 1.31.0 ]; then
+  echo "installing kubernetes-validate 1.31.0 into $tools/venv"
+  rm -rf "$tools/venv"
+  /usr/bin/python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q kubernetes-validate==1.31.0
+fi
+ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+export PATH="$tools/bin:$PATH"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

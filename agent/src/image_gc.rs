@@ -1,6 +1,7 @@
 //! Image housekeeping in the agent: a periodic garbage collection of the image store that
 //! keeps every image a container record names (by reference and by the digest it runs on),
-//! and a periodic refresh of the `berth_image_store_bytes` gauge.
+//! and a periodic refresh of the `berth_image_store_bytes` and `berth_state_filesystem_*`
+//! gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,11 +60,14 @@ pub async fn collect(
     Ok(report)
 }
 
-/// Measure the store and set the gauge.
+/// Measure the store and the filesystem it is on, and set the gauges.
 pub async fn refresh_usage(images: &ImageStore, metrics: &Metrics) {
     match images.usage().await {
         Ok(u) => metrics.set_store_usage(u),
         Err(e) => tracing::warn!(error = %e, "measure the image store"),
+    }
+    if let Err(e) = metrics.set_state_filesystem(images.root()) {
+        tracing::warn!(error = %e, dir = %images.root().display(), "measure the state dir's filesystem");
     }
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the agent, served as text at `GET /metrics`.
 
+use std::path::Path;
+
 use berth_engine::images::StoreUsage;
 use berth_engine::network::InterfaceCounters;
 use prometheus::{
@@ -83,6 +85,10 @@ pub struct Metrics {
     pub rollbacks_total: IntCounterVec,
     /// Actions running or queued now.
     pub actions_in_flight: prometheus::IntGauge,
+    /// Size of the filesystem that holds the state dir (images, volumes, container dirs).
+    pub state_filesystem_size: prometheus::IntGauge,
+    /// Free bytes of that filesystem (available to unprivileged users, as `df` shows them).
+    pub state_filesystem_avail: prometheus::IntGauge,
     /// The git source's syncs (registered only with one: [`Metrics::register_source`]).
     pub source: SourceMetrics,
 }
@@ -182,6 +188,16 @@ impl Metrics {
         let actions_in_flight =
             prometheus::IntGauge::new("berth_actions_in_flight", "Actions running or queued now.")
                 .expect("valid metric");
+        let state_filesystem_size = prometheus::IntGauge::new(
+            "berth_state_filesystem_size_bytes",
+            "Size of the filesystem that holds the state dir (images, volumes, container dirs).",
+        )
+        .expect("valid metric");
+        let state_filesystem_avail = prometheus::IntGauge::new(
+            "berth_state_filesystem_avail_bytes",
+            "Free bytes of the filesystem that holds the state dir (available to unprivileged users, as df shows).",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(prune_blocked_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(container_health.clone()),
@@ -198,6 +214,11 @@ impl Metrics {
             Box::new(manifest_errors.clone()),
         ] {
             registry.register(c).expect("metric registered once");
+        }
+        for g in [&state_filesystem_size, &state_filesystem_avail] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
         }
         // Both results exist from the start, so rate() works before the first error.
         reconcile_total.with_label_values(&["ok"]);
@@ -219,6 +240,8 @@ impl Metrics {
             container_restarts,
             rollbacks_total,
             actions_in_flight,
+            state_filesystem_size,
+            state_filesystem_avail,
             source: SourceMetrics::new(),
         }
     }
@@ -238,6 +261,18 @@ impl Metrics {
         for result in SourceMetrics::RESULTS {
             self.source.sync_total.with_label_values(&[result]);
         }
+    }
+
+    /// Measures the filesystem that holds `dir` (statvfs) and sets the state filesystem gauges.
+    pub fn set_state_filesystem(&self, dir: &Path) -> nix::Result<()> {
+        let fs = nix::sys::statvfs::statvfs(dir)?;
+        let bytes = |blocks: u64| blocks.saturating_mul(fs.fragment_size() as u64);
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.state_filesystem_size
+            .set(gauge(bytes(fs.blocks() as u64)));
+        self.state_filesystem_avail
+            .set(gauge(bytes(fs.blocks_available() as u64)));
+        Ok(())
     }
 
     /// One finished pull: how long it took, whether it worked, and the bytes it received.
@@ -378,5 +413,57 @@ fn usage_registry(usage: &[ContainerUsage]) -> Registry {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `df -B1 --output=size,avail DIR`: the same statvfs numbers, read by another program.
+    fn df(dir: &Path) -> (i64, i64) {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=size,avail"])
+            .arg(dir)
+            .output()
+            .expect("run df");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .nth(1)
+            .expect("df prints a header and one line");
+        let mut n = line.split_whitespace().map(|v| v.parse::<i64>().unwrap());
+        (n.next().unwrap(), n.next().unwrap())
+    }
+
+    #[test]
+    fn state_filesystem_gauges_measure_the_filesystem_of_the_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        metrics.set_state_filesystem(dir.path()).unwrap();
+        let (size, avail) = df(dir.path());
+        assert!(size > 0, "{size}");
+        assert_eq!(metrics.state_filesystem_size.get(), size);
+        // Other writers on the same filesystem move the free space between the two reads.
+        let measured = metrics.state_filesystem_avail.get();
+        assert!(
+            (measured - avail).abs() < 256 << 20 && measured <= size,
+            "avail {measured}, df says {avail} of {size}"
+        );
+        let text = metrics.render_with(&[]);
+        assert!(
+            text.contains(&format!("\nberth_state_filesystem_size_bytes {size}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nberth_state_filesystem_avail_bytes "),
+            "{text}"
+        );
+        // A dir that cannot be measured is an error, and the last values stay.
+        assert!(metrics
+            .set_state_filesystem(&dir.path().join("missing"))
+            .is_err());
+        assert_eq!(metrics.state_filesystem_size.get(), size);
     }
 }
