@@ -25,4 +25,7 @@ echo "Connected to MQTT server $server"
 mkdir -p /tmp/frontend
 echo '<html><title>Zigbee2MQTT</title></html>' > /tmp/frontend/index.html
 echo "Started frontend on port ${ZIGBEE2MQTT_CONFIG_FRONTEND_PORT:-8080}"
-exec httpd -f -p "${ZIGBEE2MQTT_CONFIG_FRONTEND_PORT:-8080}" -h /tmp/frontend
+# Pid 1 of its container: SIGTERM stops it only through a handler, as the real one has.
+httpd -f -p "${ZIGBEE2MQTT_CONFIG_FRONTEND_PORT:-8080}" -h /tmp/frontend &
+trap 'kill $!; exit 0' TERM
+wait $!

@@ -10,4 +10,7 @@ fi
 mkdir -p /tmp/editor
 echo '<html><title>Node-RED</title></html>' > /tmp/editor/index.html
 echo "Server now running at http://127.0.0.1:1880/"
-exec httpd -f -p 1880 -h /tmp/editor
+# Pid 1 of its container: SIGTERM stops it only through a handler, as the real one has.
+httpd -f -p 1880 -h /tmp/editor &
+trap 'kill $!; exit 0' TERM
+wait $!
