@@ -10,6 +10,7 @@ mod image_gc;
 mod metrics;
 mod policy;
 mod reconcile;
+mod redact;
 mod service;
 mod source;
 mod status;

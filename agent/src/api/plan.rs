@@ -60,15 +60,24 @@ pub async fn get_plan(State(state): State<Arc<ApiState>>) -> Response {
     .into_response()
 }
 
+/// The records `berth plan` plans against, env values hidden.
 pub async fn get_state(State(state): State<Arc<ApiState>>) -> Response {
     match read_state(&state) {
-        Some((containers, last_good)) => Json(json!({
+        Some((mut containers, mut last_good)) => {
+            for c in &mut containers {
+                c.spec_json = crate::redact::spec_json(&c.spec_json);
+            }
+            for g in &mut last_good {
+                g.object_json = crate::redact::object_json(&g.object_json);
+            }
+            Json(json!({
             "manifests": state.last_load.dir(),
             "containers": containers,
             "lastGood": last_good,
             "allowEmpty": state.allow_empty,
-        }))
-        .into_response(),
+            }))
+            .into_response()
+        }
         None => db_unavailable(),
     }
 }
@@ -93,7 +102,9 @@ mod tests {
     use crate::reconcile::last_good::encode;
     use berth_engine::state::StateDb;
 
-    const WEB: &str = "apiVersion: berth/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: busybox:1.36\n  args: [a]\n";
+    /// An env value no endpoint may show.
+    const SECRET: &str = "hunter2-s3cret";
+    const WEB: &str = "apiVersion: berth/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: busybox:1.36\n  args: [a]\n  env: {TOKEN: hunter2-s3cret}\n";
 
     fn setup(dir: &std::path::Path) -> (Arc<ApiState>, ContainerRecord) {
         let db = StateDb::open(dir).unwrap();
@@ -157,6 +168,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_endpoint_shows_an_env_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _) = setup(dir.path());
+        // The secret changes too, so the plan has an env change to show.
+        let changed = WEB.replace("[a]", "[b]").replace(SECRET, "other-s3cret");
+        state.last_load.set(
+            berth_spec::load_files(vec![(PathBuf::from("/m/web.yaml"), changed.into_bytes())]),
+            5,
+        );
+        for uri in [
+            "/v1/state",
+            "/v1/plan",
+            "/v1/containers",
+            "/v1/containers/web",
+            "/v1/manifests",
+            "/v1/volumes",
+            "/v1/source",
+            "/metrics",
+        ] {
+            let (status, body) = super::super::call(router(state.clone()), "GET", uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            assert!(
+                !body.contains(SECRET) && !body.contains("other-s3cret"),
+                "{uri} shows an env value: {body}"
+            );
+            if uri == "/v1/state" {
+                assert!(body.contains("TOKEN"), "env names stay: {body}");
+            }
+        }
+        let (_, plan) = get(state, "/v1/plan").await;
+        let changes = &plan["entries"][0]["changes"];
+        assert_eq!(
+            changes,
+            &json!([
+                {"path": "spec.args", "old": ["a"], "new": ["b"]},
+                {"path": "spec.env.TOKEN", "old": crate::redact::HIDDEN, "new": crate::redact::HIDDEN}
+            ]),
+            "{plan}"
+        );
+    }
+
+    #[tokio::test]
     async fn state_round_trips_into_records() {
         let dir = tempfile::tempdir().unwrap();
         let (state, record) = setup(dir.path());
@@ -164,7 +217,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let parsed: AgentState = serde_json::from_value(v).unwrap();
         assert_eq!(parsed.manifests, PathBuf::from("/m"));
-        assert_eq!(parsed.containers, [record]);
+        let shown = ContainerRecord {
+            spec_json: crate::redact::spec_json(&record.spec_json),
+            ..record
+        };
+        assert_eq!(parsed.containers, [shown]);
         assert_eq!(parsed.last_good.len(), 1);
         assert_eq!(parsed.last_good[0].name, "web");
     }

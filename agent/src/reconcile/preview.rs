@@ -14,6 +14,7 @@ use super::diff::{diff, FieldChange};
 use super::last_good::{self, GoodObject};
 use super::observed::Observed;
 use super::plan;
+use crate::redact;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,23 +130,35 @@ fn field_changes(
     let running = good.iter().find(|g| {
         g.object.kind() == Kind::Container && g.object.name() == old.name && g.hash == old.spec_hash
     });
-    if let (Some(g), Some(new_v)) = (running, hashed_value(new)) {
+    if let (Some(g), Some(mut new_v)) = (running, hashed_value(new)) {
         if let Some(old_v) = hashed_value(&g.object) {
-            return (diff(&old_v, &new_v), true);
+            return (visible_diff(&old_v, &mut new_v), true);
         }
     }
     let old_spec: Value = serde_json::from_str(&old.spec_json).unwrap_or(Value::Null);
     let new_spec = hashed_value(new).and_then(|mut v| v.get_mut("spec").map(Value::take));
     match (old_spec.is_object(), new_spec) {
         (true, Some(new_spec)) => (
-            diff(
+            visible_diff(
                 &serde_json::json!({ "spec": old_spec }),
-                &serde_json::json!({ "spec": new_spec }),
+                &mut serde_json::json!({ "spec": new_spec }),
             ),
             false,
         ),
         _ => (Vec::new(), false),
     }
+}
+
+/// The changes from `old` to `new` with env values hidden. When `old` came from
+/// `GET /v1/state` (its env values already hidden), `new`'s are hidden before comparing, so
+/// only added and removed variables show.
+fn visible_diff(old: &Value, new: &mut Value) -> Vec<FieldChange> {
+    if old.get("spec").is_some_and(redact::env_hidden) {
+        redact::hide_object_env(new);
+    }
+    let mut changes = diff(old, new);
+    redact::hide_changes(&mut changes);
+    changes
 }
 
 /// The plan for `load` against the container records: the same desired state and the same
@@ -218,9 +231,9 @@ pub fn preview(
             } else if e.changes.is_empty() {
                 e.note = Some(
                     if whole {
-                        "no field differs: an env file's content or berth's hash version changed"
+                        "no field differs: an env file's content or berth's hash version changed (or an env value, when the plan is made from GET /v1/state)"
                     } else {
-                        "no spec field differs: the labels, an env file's content or berth's hash version changed"
+                        "no spec field differs: the labels, an env value, an env file's content or berth's hash version changed"
                     }
                     .to_string(),
                 );
@@ -407,7 +420,7 @@ mod tests {
             shown,
             [
                 r#"spec.args: ["a"] → ["b","c"]"#,
-                r#"spec.env.A: (none) → "1""#
+                r#"spec.env.A: (none) → "(not shown)""#
             ]
         );
         assert_eq!(web.old_hash.as_deref(), Some(live.objects[0].hash.as_str()));
