@@ -136,11 +136,35 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         db: db.clone(),
         live: live.clone(),
     })));
+    // The TCP listener, behind its access rules; the unix socket, for root and the berth
+    // group, serves everything.
+    let socket_path = cfg.run_dir.join("berth.sock");
+    let tcp_app = app.clone().layer(axum::middleware::from_fn_with_state(
+        Arc::new(api::access::TcpAccess {
+            token: cfg
+                .api_token_file
+                .as_deref()
+                .map(api::access::read_token)
+                .transpose()?,
+            socket: socket_path.clone(),
+        }),
+        api::access::tcp_gate,
+    ));
+    let unix_listener = bind_socket(&socket_path)?;
+    tracing::info!(socket = %socket_path.display(), "status api on the unix socket");
     let mut api_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, tcp_app)
             .with_graceful_shutdown(async move {
                 let _ = api_shutdown.changed().await;
+            })
+            .await
+    });
+    let mut socket_shutdown = shutdown_rx.clone();
+    let socket_server = tokio::spawn(async move {
+        axum::serve(unix_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = socket_shutdown.changed().await;
             })
             .await
     });
@@ -249,11 +273,42 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     if let Some(task) = git_task {
         let _ = task.await;
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "status api"),
-        Err(e) => tracing::warn!(error = %e, "status api task"),
+    for server in [server, socket_server] {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "status api"),
+            Err(e) => tracing::warn!(error = %e, "status api task"),
+        }
     }
+    let _ = std::fs::remove_file(&socket_path);
     tracing::info!("agent stopped; containers keep running");
     Ok(())
+}
+
+/// Binds the API's unix socket: mode 0660, group `berth` when that group exists (root's
+/// otherwise). A socket left by an agent that died is replaced; the state dir's lock keeps a
+/// second agent from getting here.
+fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("remove the old socket {}", path.display()))?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket (hint: move it away; berth serves its API there)",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listen on the unix socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
+        nix::unistd::chown(path, None, Some(group.gid))
+            .with_context(|| format!("chown {} to group berth", path.display()))?;
+    }
+    Ok(listener)
 }

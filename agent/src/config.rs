@@ -44,6 +44,9 @@ pub struct FileConfig {
     pub parallel_actions: Option<usize>,
     /// How often the agent looks at the whole host again and repairs drift [default: 30s].
     pub resync_interval: Option<berth_spec::DurationSpec>,
+    /// A file holding the API's bearer token: every request to `listen` but /healthz and
+    /// /readyz then needs it. Required when `listen` is not a loopback address.
+    pub api_token_file: Option<PathBuf>,
     /// This host's labels, for `{label.NAME}` in `source.git.paths`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -162,6 +165,8 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
     /// Manifests from git; `manifests` is then unused.
     pub source: Option<GitSource>,
+    /// The file of the API's bearer token, read when the agent starts.
+    pub api_token_file: Option<PathBuf>,
 }
 
 fn network_config(file: &NetworksFileConfig, run_dir: &Path) -> anyhow::Result<NetworkConfig> {
@@ -267,7 +272,17 @@ impl AgentConfig {
                 Some(GitSource::resolve(git, &hostname, &file.labels)?)
             }
         };
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| ([127, 0, 0, 1], 9470).into());
+        if file.api_token_file.is_none() && !listen.ip().is_loopback() {
+            bail!(
+                "listen {listen} is not a loopback address: set apiTokenFile, whose token every request will then need (hint: or listen on 127.0.0.1; the unix socket <runDir>/berth.sock serves root and the berth group)"
+            );
+        }
         Ok(AgentConfig {
+            api_token_file: file.api_token_file,
             source,
             resync_interval,
             networks,
@@ -286,10 +301,7 @@ impl AgentConfig {
                 .or(file.state_dir)
                 .unwrap_or_else(|| "/var/lib/berth".into()),
             run_dir,
-            listen: flags
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| ([127, 0, 0, 1], 9470).into()),
+            listen,
             cgroup_parent,
             registries: RegistryConfig {
                 mirrors: file.registries.mirrors,

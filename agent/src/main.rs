@@ -20,7 +20,6 @@ mod usage;
 mod watcher;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +34,24 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the client commands find the agent's API.
+#[derive(clap::Args, Clone)]
+struct ApiArgs {
+    /// The agent's API: `unix:PATH` (its socket, for root and the berth group) or
+    /// `HOST:PORT` (its TCP listener).
+    #[arg(long, default_value = cli::client::DEFAULT_ADDR, env = "BERTH_ADDR")]
+    addr: cli::client::Endpoint,
+    /// A file holding the agent's API token (`apiTokenFile`), for a TCP listener that needs it.
+    #[arg(long, value_name = "FILE", env = "BERTH_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<cli::client::Client> {
+        cli::client::Client::new(self.addr.clone(), self.token_file.as_deref())
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,9 +87,8 @@ enum Command {
         /// The directory to plan; default: the agent's own manifest directory.
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
         /// `json`: the plan as JSON, in the format of the agent's `GET /v1/plan`.
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
@@ -82,9 +98,8 @@ enum Command {
     },
     /// List the running agent's containers.
     Ps {
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
         /// Print the API's JSON.
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
@@ -92,9 +107,8 @@ enum Command {
     /// List the running agent's images: size, when pulled, which containers use them, and
     /// the progress of pulls running now.
     Images {
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
         /// Print the API's JSON (`GET /v1/images`).
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
@@ -103,9 +117,8 @@ enum Command {
     /// ones named), from the running agent.
     Stats {
         names: Vec<String>,
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
         /// Print the API's JSON (`GET /v1/stats`, one sample).
         #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
         output: String,
@@ -122,16 +135,14 @@ enum Command {
         /// Prefix each line with its time.
         #[arg(short, long)]
         timestamps: bool,
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Show where the running agent's manifests come from: the directory, or the git source
     /// with its revision, last sync and last error.
     Source {
-        /// The agent's API address.
-        #[arg(long, default_value = "127.0.0.1:9470", env = "BERTH_ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
         /// Print the API's JSON (`GET /v1/source`).
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
         output: String,
@@ -193,7 +204,10 @@ fn main() -> ExitCode {
             init_tracing();
             report(source_fetch())
         }
-        Command::Source { addr, output } => report(cli::source::run(addr, output == "json")),
+        Command::Source { api, output } => report(
+            api.client()
+                .and_then(|c| cli::source::run(&c, output == "json")),
+        ),
         Command::Validate {
             dirs,
             output,
@@ -214,13 +228,17 @@ fn main() -> ExitCode {
         }
         Command::Plan {
             dir,
-            addr,
+            api,
             output,
             detailed_exitcode,
         } => {
+            let client = match api.client() {
+                Ok(c) => c,
+                Err(e) => return report(Err(e)),
+            };
             let args = cli::plan::PlanArgs {
                 dir,
-                addr,
+                client,
                 json: output == "json",
                 detailed_exitcode,
             };
@@ -229,28 +247,35 @@ fn main() -> ExitCode {
                 Err(e) => report(Err(e)),
             }
         }
-        Command::Ps { addr, output } => report(cli::ps::run(addr, output == "json")),
-        Command::Images { addr, output } => report(cli::images::run(addr, output == "json")),
-        Command::Stats {
-            names,
-            addr,
-            output,
-        } => report(cli::stats::run(addr, &names, output == "json")),
+        Command::Ps { api, output } => report(
+            api.client()
+                .and_then(|c| cli::ps::run(&c, output == "json")),
+        ),
+        Command::Images { api, output } => report(
+            api.client()
+                .and_then(|c| cli::images::run(&c, output == "json")),
+        ),
+        Command::Stats { names, api, output } => report(
+            api.client()
+                .and_then(|c| cli::stats::run(&c, &names, output == "json")),
+        ),
         Command::Logs {
             name,
             follow,
             tail,
             timestamps,
-            addr,
-        } => report(cli::logs::run(
-            addr,
-            &cli::logs::LogsArgs {
-                name,
-                follow,
-                tail,
-                timestamps,
-            },
-        )),
+            api,
+        } => report(api.client().and_then(|c| {
+            cli::logs::run(
+                &c,
+                &cli::logs::LogsArgs {
+                    name,
+                    follow,
+                    tail,
+                    timestamps,
+                },
+            )
+        })),
         Command::Agent(flags) => {
             init_tracing();
             let cfg = match config::AgentConfig::load(&flags) {

@@ -266,26 +266,34 @@ impl Agent {
         &self.net_prefix
     }
 
-    /// GET on the agent's API: (status code, body).
+    /// The agent's unix socket, where its whole API is (the CLI's default way in).
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("berth.sock")
+    }
+
+    /// `--addr` for the CLI: the agent's unix socket.
+    pub fn cli_addr(&self) -> String {
+        format!("unix:{}", self.socket().display())
+    }
+
+    /// A request on the agent's unix socket: (status code, body).
     pub fn request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+        let s = std::os::unix::net::UnixStream::connect(self.socket())
+            .with_context(|| format!("connect to {}", self.socket().display()))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-            self.addr
-        )?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp
-            .split_once("\r\n\r\n")
-            .context("malformed HTTP response")?;
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .context("no status")?
-            .parse()?;
-        Ok((code, body.to_string()))
+        http(s, method, path, None)
+    }
+
+    /// A request on the agent's TCP listener, with a bearer token when given.
+    pub fn tcp_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        http(s, method, path, token)
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<String> {
@@ -406,6 +414,33 @@ impl Agent {
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         cgroup_dirs_with(&self.prefix)
     }
+}
+
+/// One HTTP/1.0 exchange on `s`: (status code, body).
+fn http(
+    mut s: impl Read + Write,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: berth\r\nContent-Length: 0\r\n{auth}\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    Ok((code, body.to_string()))
 }
 
 /// Every dir under /sys/fs/cgroup whose path contains `prefix`, deepest first.

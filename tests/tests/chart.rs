@@ -286,6 +286,7 @@ fn every_rendered_object_is_valid() {
                 "ConfigMap/\"rel-berth\"",
                 "ConfigMap/\"rel-berth-manifests\"",
                 "DaemonSet/\"rel-berth\"",
+                "Secret/\"rel-berth-api-token\"",
                 "Service/\"rel-berth\"",
             ],
             "full-values.yaml" => &[
@@ -299,6 +300,7 @@ fn every_rendered_object_is_valid() {
             "git-https-values.yaml" => &[
                 "ConfigMap/\"rel-berth\"",
                 "DaemonSet/\"rel-berth\"",
+                "Secret/\"rel-berth-api-token\"",
                 "Service/\"rel-berth\"",
             ],
             other => panic!("a values file this test does not know: {other}"),
@@ -405,6 +407,13 @@ fn the_daemonset_runs_the_agent_the_way_it_needs() {
         assert_eq!(volume(&objects, name)["hostPath"]["path"], path);
     }
     assert_eq!(mount(&objects, "modules")["readOnly"], true);
+    // The API token: a Secret mounted read-only, owner-read only, named by apiTokenFile.
+    assert_eq!(mount(&objects, "api-token")["readOnly"], true);
+    assert_eq!(mount(&objects, "api-token")["mountPath"], "/etc/berth/api");
+    assert_eq!(
+        volume(&objects, "api-token")["secret"],
+        serde_json::json!({"secretName": "rel-berth-api-token", "defaultMode": 256, "items": [{"key": "token", "path": "token"}]})
+    );
     assert_eq!(mount(&objects, "config")["subPath"], "agent.yaml");
     assert_eq!(
         mount(&objects, "manifests")["mountPath"],
@@ -417,6 +426,7 @@ fn the_daemonset_runs_the_agent_the_way_it_needs() {
     assert_eq!(
         agent_config(&objects),
         serde_json::json!({
+            "apiTokenFile": "/etc/berth/api/token",
             "listen": "0.0.0.0:9470",
             "stateDir": "/var/lib/berth",
             "runDir": "/run/berth",
@@ -545,7 +555,9 @@ fn notes_render_for_every_values_file() {
             "the default values" => &[
                 "ConfigMap rel-berth-manifests",
                 "It holds no manifest yet",
-                "curl http://NODE_ADDRESS:9470/metrics",
+                "berth ps --addr unix:/run/berth/berth.sock",
+                "with the token of Secret rel-berth-api-token",
+                "curl -H \"Authorization: Bearer $TOKEN\" http://NODE_ADDRESS:9470/metrics",
             ],
             "configmap-values.yaml" => &["ConfigMap rel-berth-manifests, mounted at /etc/berth/manifests.d"],
             "full-values.yaml" => &[
@@ -554,7 +566,7 @@ fn notes_render_for_every_values_file() {
                 "ServiceMonitor rel-berth",
                 "PrometheusRule rel-berth",
                 "ConfigMap rel-berth-dashboard (namespace monitoring)",
-                "berth ps --addr 127.0.0.1:9471",
+                "with the token of Secret berth-api",
             ],
             "git-https-values.yaml" => &["git https://git.example.org/fleet/manifests.git at v1.2.0"],
             other => panic!("a values file this test does not know: {other}"),
@@ -652,7 +664,14 @@ fn the_agent_loads_the_config_the_chart_renders() {
         .keys()
         .map(String::as_str)
         .collect();
-    covered.extend(["listen", "stateDir", "runDir", "manifests", "source"]);
+    covered.extend([
+        "listen",
+        "stateDir",
+        "runDir",
+        "manifests",
+        "source",
+        "apiTokenFile",
+    ]);
     assert_eq!(known, covered, "agent.yaml keys vs the chart's");
 }
 
@@ -773,6 +792,11 @@ fn the_monitoring_objects_are_the_shipped_files() {
             &Value::from("15s"),
             &Value::from("5s")
         )
+    );
+    // Prometheus sends the agents' API token (the Secret of full-values.yaml).
+    assert_eq!(
+        ep["authorization"],
+        serde_json::json!({"type": "Bearer", "credentials": {"name": "berth-api", "key": "token"}})
     );
     let relabel = ep["relabelings"].as_array().unwrap();
     assert!(

@@ -191,14 +191,7 @@ fn manifest_to_running_container_and_back() {
         ]
     );
     let out = std::process::Command::new(berth_tests::agent::berth_bin())
-        .args([
-            "logs",
-            "--tail",
-            "5",
-            "--addr",
-            &agent.addr.to_string(),
-            "web",
-        ])
+        .args(["logs", "--tail", "5", "--addr", &agent.cli_addr(), "web"])
         .output()
         .unwrap();
     assert!(

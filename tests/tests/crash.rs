@@ -121,12 +121,7 @@ fn free_port() -> u16 {
 /// container is where it should be.
 fn converged(agent: &Agent, world: &World) -> Option<Vec<Value>> {
     let plan = Command::new(berth_bin())
-        .args([
-            "plan",
-            "--detailed-exitcode",
-            "--addr",
-            &agent.addr.to_string(),
-        ])
+        .args(["plan", "--detailed-exitcode", "--addr", &agent.cli_addr()])
         .output()
         .ok()?;
     if plan.status.code() != Some(0) {

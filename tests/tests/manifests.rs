@@ -29,7 +29,7 @@ fn stdout(out: &Output) -> String {
 }
 
 fn plan(agent: &Agent, dir: Option<&Path>, extra: &[&str]) -> Output {
-    let addr = agent.addr.to_string();
+    let addr = agent.cli_addr();
     let mut args = vec!["plan", "--addr", addr.as_str()];
     let dir_s = dir.map(|d| d.display().to_string());
     if let Some(d) = &dir_s {

@@ -427,7 +427,7 @@ fn ports_names_isolation_restart_and_cleanup() {
         "every running container has usage series:\n{metrics}"
     );
     let out = Command::new(berth_tests::agent::berth_bin())
-        .args(["stats", "web", "client", "--addr", &agent.addr.to_string()])
+        .args(["stats", "web", "client", "--addr", &agent.cli_addr()])
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
@@ -459,7 +459,7 @@ fn ports_names_isolation_restart_and_cleanup() {
         serde_json::json!([tcp_mapping, format!("0.0.0.0:{udp_port}->5353/udp")])
     );
     let out = Command::new(berth_tests::agent::berth_bin())
-        .args(["ps", "--addr", &agent.addr.to_string()])
+        .args(["ps", "--addr", &agent.cli_addr()])
         .output()
         .unwrap();
     let ps = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,7 @@
 //! The read-only HTTP status API. Only GET and HEAD are routed; nothing served here can start,
 //! stop or delete anything — the only way to change a host is a manifest.
 
+pub mod access;
 pub mod images;
 mod logs;
 mod manifests;
@@ -59,6 +60,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -110,6 +112,19 @@ pub(crate) async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, S
         .await
         .unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// 200 once the agent has made its first pass (loaded its manifests), 503 before.
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if state.last_load.get().is_some() {
+        "ok\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first pass has not finished\n",
+        )
+            .into_response()
+    }
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {

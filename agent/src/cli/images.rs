@@ -1,16 +1,16 @@
 //! `berth images`: the running agent's images, as a table or JSON, from `GET /v1/images`:
 //! reference, digest, size, when pulled, which containers use them, and pulls in progress.
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::Value;
 
+use super::client::Client;
 use super::units::{age, human_bytes};
 
-pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
-    let body = super::client::get(addr, "/v1/images")?;
+pub fn run(client: &Client, json: bool) -> anyhow::Result<()> {
+    let body = client.get("/v1/images")?;
     if json {
         println!("{body}");
         return Ok(());

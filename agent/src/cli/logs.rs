@@ -1,7 +1,8 @@
 //! `berth logs [-f] [--tail N] [-t] NAME`: a container's output, from the running agent.
 
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
+
+use super::client::Client;
 
 pub struct LogsArgs {
     pub name: String,
@@ -10,7 +11,7 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
-pub fn run(addr: SocketAddr, args: &LogsArgs) -> anyhow::Result<()> {
+pub fn run(client: &Client, args: &LogsArgs) -> anyhow::Result<()> {
     let mut path = format!("/v1/containers/{}/logs?", args.name);
     if let Some(n) = args.tail {
         path.push_str(&format!("tail={n}&"));
@@ -18,7 +19,7 @@ pub fn run(addr: SocketAddr, args: &LogsArgs) -> anyhow::Result<()> {
     if args.follow {
         path.push_str("follow=1");
     }
-    let reader = super::client::open(addr, &path, None)?;
+    let reader = client.open(&path, None)?;
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     for line in reader.lines() {
         let line = line?;

@@ -1,6 +1,6 @@
 //! The client-side commands: they read manifests or the running agent's API, never change it.
 
-mod client;
+pub mod client;
 pub mod images;
 pub mod logs;
 pub mod plan;

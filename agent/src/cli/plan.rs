@@ -3,13 +3,12 @@
 //! `terraform plan`. It loads DIR with the agent's loader, reads the agent's records through
 //! `GET /v1/state`, and decides with the agent's own planner; it changes nothing.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use berth_spec::LoadResult;
 
-use super::client::get;
+use super::client::Client;
 use crate::api::plan::AgentState;
 use crate::reconcile::last_good::decode_all;
 use crate::reconcile::preview::{preview, PlanAction, PlanReport};
@@ -18,7 +17,7 @@ use crate::reconcile::Clock;
 pub struct PlanArgs {
     /// The directory to plan; the agent's own manifest directory when `None`.
     pub dir: Option<PathBuf>,
-    pub addr: SocketAddr,
+    pub client: Client,
     pub json: bool,
     /// Exit 2 when the plan has changes.
     pub detailed_exitcode: bool,
@@ -26,11 +25,11 @@ pub struct PlanArgs {
 
 /// Prints the plan; returns the exit code (0, or 2 for changes with `--detailed-exitcode`).
 pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
-    let body = get(args.addr, "/v1/state")?;
+    let body = args.client.get("/v1/state")?;
     let state: AgentState = serde_json::from_str(&body).with_context(|| {
         format!(
             "parse the state of the agent at {} (hint: is it the same berth version?)",
-            args.addr
+            args.client.endpoint
         )
     })?;
     let dir = args.dir.clone().unwrap_or_else(|| state.manifests.clone());

@@ -1,14 +1,12 @@
 //! `berth ps`: the running agent's containers, as a table, from `GET /v1/containers`.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use serde_json::Value;
 
-use super::client::get;
+use super::client::Client;
 
-pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
-    let body = get(addr, "/v1/containers")?;
+pub fn run(client: &Client, json: bool) -> anyhow::Result<()> {
+    let body = client.get("/v1/containers")?;
     if json {
         println!("{body}");
         return Ok(());

@@ -1,15 +1,15 @@
 //! `berth source`: where the running agent's manifests come from (`GET /v1/source`).
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::Value;
 
+use super::client::Client;
 use super::units::age;
 
-pub fn run(addr: SocketAddr, json: bool) -> anyhow::Result<()> {
-    let body = super::client::get(addr, "/v1/source")?;
+pub fn run(client: &Client, json: bool) -> anyhow::Result<()> {
+    let body = client.get("/v1/source")?;
     if json {
         println!("{body}");
         return Ok(());

@@ -2,18 +2,17 @@
 //! `GET /v1/stats`, read twice a second apart so CPU is a percentage, as `docker stats
 //! --no-stream` shows it.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::client::get;
+use super::client::Client;
 use super::units::human_bytes;
 
-pub fn run(addr: SocketAddr, names: &[String], json: bool) -> anyhow::Result<()> {
+pub fn run(client: &Client, names: &[String], json: bool) -> anyhow::Result<()> {
     let sample = || -> anyhow::Result<(Vec<Value>, Instant)> {
-        let body = get(addr, "/v1/stats")?;
+        let body = client.get("/v1/stats")?;
         let all: Vec<Value> = serde_json::from_str(&body).context("parse GET /v1/stats")?;
         let picked = all
             .into_iter()

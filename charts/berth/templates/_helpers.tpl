@@ -59,6 +59,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .Values.port)) -}}
 {{- $_ := set $cfg "stateDir" .Values.hostPaths.stateDir -}}
 {{- $_ := set $cfg "runDir" .Values.hostPaths.runDir -}}
+{{- $_ := set $cfg "apiTokenFile" (printf "%s/%s" (include "berth.apiTokenPath" .) .Values.apiToken.secret.key) -}}
 {{- if eq .Values.manifests.from "git" -}}
 {{- $g := .Values.manifests.git -}}
 {{- $git := dict "url" (required "manifests.git.url is required when manifests.from is git" $g.url) "ref" $g.ref -}}
@@ -79,4 +80,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "manifests" (include "berth.manifestsPath" .) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
+{{- end }}
+
+{{/* Where the API token Secret is mounted. */}}
+{{- define "berth.apiTokenPath" -}}
+/etc/berth/api
+{{- end }}
+
+{{/* The Secret holding the API token: the user's, or the one the chart makes. */}}
+{{- define "berth.apiTokenSecret" -}}
+{{- .Values.apiToken.secret.name | default (printf "%s-api-token" (include "berth.fullname" .)) -}}
 {{- end }}
