@@ -138,6 +138,15 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show the running agent at a glance: version, source and revision, the last pass,
+    /// containers by state, manifest problems, a blocked prune.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON (`GET /v1/status`).
+        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
     /// Show where the running agent's manifests come from: the directory, or the git source
     /// with its revision, last sync and last error.
     Source {
@@ -204,6 +213,10 @@ fn main() -> ExitCode {
             init_tracing();
             report(source_fetch())
         }
+        Command::Status { api, output } => report(
+            api.client()
+                .and_then(|c| cli::status::run(&c, output == "json")),
+        ),
         Command::Source { api, output } => report(
             api.client()
                 .and_then(|c| cli::source::run(&c, output == "json")),

@@ -198,8 +198,20 @@ impl Metrics {
             "Free bytes of the filesystem that holds the state dir (available to unprivileged users, as df shows).",
         )
         .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "berth_build_info",
+                "1, labelled with the version of the running berth.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
-            Box::new(prune_blocked_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(prune_blocked_total.clone()),
             Box::new(container_health.clone()),
             Box::new(container_restarts.clone()),
             Box::new(rollbacks_total.clone()),

@@ -192,6 +192,19 @@ struct Live {
     prune_blocked: bool,
     /// Container name → why it stays although no manifest defines it now.
     kept: BTreeMap<String, String>,
+    last_pass: Option<LastPass>,
+}
+
+/// The last reconcile pass: when it ran, whether the manifests loaded and the host could be
+/// observed, how long it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastPass {
+    /// Unix seconds.
+    pub at: u64,
+    /// `ok`, or `error` (a manifest problem, or the host could not be observed).
+    pub result: &'static str,
+    pub duration_ms: u64,
 }
 
 impl LiveStatus {
@@ -228,6 +241,14 @@ impl LiveStatus {
     /// Containers that stay although no manifest defines them now, and why.
     pub fn set_kept(&self, kept: BTreeMap<String, String>) {
         self.lock().kept = kept;
+    }
+
+    pub fn set_last_pass(&self, pass: LastPass) {
+        self.lock().last_pass = Some(pass);
+    }
+
+    pub fn last_pass(&self) -> Option<LastPass> {
+        self.lock().last_pass
     }
 
     /// Whether the last pass held back removals (the prune guard).

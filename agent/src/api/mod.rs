@@ -5,7 +5,9 @@ pub mod access;
 pub mod images;
 mod logs;
 mod manifests;
+mod networks;
 pub mod plan;
+mod status;
 mod volumes;
 
 use std::path::PathBuf;
@@ -51,6 +53,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/containers/{name}/stats", get(get_container_usage))
         .route("/v1/stats", get(list_usage))
         .route("/v1/volumes", get(volumes::list_volumes))
+        .route("/v1/volumes/{name}", get(volumes::get_volume))
+        .route("/v1/networks", get(networks::list_networks))
+        .route("/v1/networks/{name}", get(networks::get_network))
+        .route("/v1/status", get(status::get_status))
         .route("/v1/manifests", get(manifests::get_manifests))
         .route("/v1/plan", get(plan::get_plan))
         .route("/v1/state", get(plan::get_state))
@@ -63,6 +69,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
+        .layer(axum::middleware::from_fn(read_only))
 }
 
 #[cfg(test)]
@@ -112,6 +119,21 @@ pub(crate) async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, S
         .await
         .unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The API is read-only: every method but GET and HEAD is a 405, on every path.
+async fn read_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
+    }
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the API is read-only: GET and HEAD only",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    resp
 }
 
 /// 200 once the agent has made its first pass (loaded its manifests), 503 before.
@@ -269,6 +291,144 @@ mod tests {
         })
         .unwrap();
         Arc::new(ApiState::for_tests(Arc::new(db), dir))
+    }
+
+    /// Every endpoint of the router (the log one needs a container dir, tested elsewhere).
+    const ENDPOINTS: &[&str] = &[
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/status",
+        "/v1/source",
+        "/v1/containers",
+        "/v1/containers/web",
+        "/v1/containers/web/logs",
+        "/v1/containers/web/stats",
+        "/v1/stats",
+        "/v1/networks",
+        "/v1/networks/front",
+        "/v1/volumes",
+        "/v1/volumes/data",
+        "/v1/manifests",
+        "/v1/plan",
+        "/v1/state",
+    ];
+
+    #[tokio::test]
+    async fn every_method_but_get_and_head_is_refused_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path()));
+        for path in ENDPOINTS.iter().chain(&["/nope", "/v1/containers/none"]) {
+            for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+                let request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(*path)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(app.clone(), request)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    resp.headers()[header::ALLOW],
+                    "GET, HEAD",
+                    "{method} {path}"
+                );
+            }
+            let (status, _) = call(app.clone(), "HEAD", path).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "HEAD {path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn status_networks_and_volumes_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        st.db
+            .put_network(&berth_engine::state::NetworkRecord {
+                name: "front".into(),
+                spec_hash: "sha256:nn".into(),
+                driver: "bridge".into(),
+                interface: "bfront".into(),
+                subnet: "10.89.0.0/24".into(),
+                gateway: "10.89.0.1".into(),
+                internal: false,
+                macvlan_mode: String::new(),
+                source_file: "/m/net.yaml".into(),
+                created_at: 7,
+            })
+            .unwrap();
+        st.db
+            .insert_lease(&berth_engine::state::LeaseRecord {
+                network: "front".into(),
+                address: "10.89.0.2".into(),
+                container_id: "web-1".into(),
+                container_name: "web".into(),
+                host_interface: "bvfront".into(),
+                interface: "eth0".into(),
+                ports_json: "[]".into(),
+                created_at: 1,
+            })
+            .unwrap();
+        let app = router(st.clone());
+        let (status, body) = call(app.clone(), "GET", "/v1/networks/front").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            json!({"name": "front", "driver": "bridge", "interface": "bfront", "subnet": "10.89.0.0/24",
+                   "gateway": "10.89.0.1", "internal": false, "sourceFile": "/m/net.yaml", "createdAt": 7,
+                   "containers": [{"container": "web", "address": "10.89.0.2", "interface": "eth0"}]})
+        );
+        for (path, what) in [
+            ("/v1/networks/back", "network"),
+            ("/v1/volumes/data", "volume"),
+        ] {
+            let (status, body) = call(app.clone(), "GET", path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(body.contains(&format!("no {what} named")), "{body}");
+        }
+        let (status, body) = call(app.clone(), "GET", "/readyz").await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready before the first pass"
+        );
+        let (_, body_status) = call(app.clone(), "GET", "/v1/status").await;
+        let v: serde_json::Value = serde_json::from_str(&body_status).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["ready"], false);
+        assert_eq!(v["containers"]["running"], 1);
+        assert_eq!(v["containers"]["failed"], 0);
+        let _ = body;
+
+        st.last_load.set(berth_spec::LoadResult::default(), 9);
+        st.live.set_last_pass(crate::status::LastPass {
+            at: 9,
+            result: "ok",
+            duration_ms: 3,
+        });
+        let (status, _) = call(app.clone(), "GET", "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, body) = call(app.clone(), "GET", "/v1/status").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(
+            v["lastPass"],
+            json!({"at": 9, "result": "ok", "durationMs": 3})
+        );
+        assert_eq!(v["pruneBlocked"], false);
+        let (_, metrics) = call(app, "GET", "/metrics").await;
+        assert!(
+            metrics.contains(&format!(
+                "berth_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{metrics}"
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use berth_engine::state::VolumeRecord;
 use berth_spec::MountSource;
@@ -74,6 +75,18 @@ pub async fn list_volumes(
             })
             .collect(),
     ))
+}
+
+/// `GET /v1/volumes/{name}`: one volume; an unknown name is a 404.
+pub async fn get_volume(
+    state: State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Json<VolumeStatus>, ApiError> {
+    let Json(all) = list_volumes(state).await?;
+    all.into_iter()
+        .find(|v| v.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no volume named {name:?}")))
 }
 
 #[cfg(test)]

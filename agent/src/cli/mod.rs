@@ -8,5 +8,6 @@ pub mod ps;
 pub mod schema;
 pub mod source;
 pub mod stats;
+pub mod status;
 mod units;
 pub mod validate;

@@ -375,6 +375,11 @@ impl<E: Engine> Reconciler<E> {
                     .reconcile_total
                     .with_label_values(&["error"])
                     .inc();
+                self.live.set_last_pass(crate::status::LastPass {
+                    at: now / 1000,
+                    result: "error",
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
                 return Some(now + 1000);
             }
         };
@@ -409,6 +414,15 @@ impl<E: Engine> Reconciler<E> {
         self.metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
+        self.live.set_last_pass(crate::status::LastPass {
+            at: now / 1000,
+            result: if load.problems.is_empty() {
+                "ok"
+            } else {
+                "error"
+            },
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
         plan.wake_at_ms
     }
 
