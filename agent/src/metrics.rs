@@ -340,69 +340,89 @@ const NETWORK_COUNTERS: [NetCounter; 8] = [
 /// containers, and every value is the kernel's own counter, not a sample kept by berth.
 fn usage_registry(usage: &[ContainerUsage]) -> Registry {
     let registry = Registry::new();
+    // cAdvisor's names, units and labels, so dashboards and alert sets made for it work.
+    const LABELS: [&str; 3] = ["id", "name", "image"];
     let cpu = CounterVec::new(
         Opts::new(
-            "berth_container_cpu_usage_seconds_total",
-            "CPU time the container's processes used.",
+            "container_cpu_usage_seconds_total",
+            "Cumulative cpu time consumed in seconds.",
         ),
-        &["container"],
+        &LABELS,
     )
     .expect("valid metric");
     let gauges = [
         (
-            "berth_container_memory_usage_bytes",
-            "Memory charged to the container, page cache included.",
+            "container_memory_usage_bytes",
+            "Current memory usage in bytes, including all memory regardless of when it was accessed.",
         ),
         (
-            "berth_container_memory_working_set_bytes",
-            "Memory usage minus inactive file pages (what the OOM killer looks at).",
+            "container_memory_working_set_bytes",
+            "Current working set in bytes.",
         ),
+        ("container_threads", "Number of threads running inside the container."),
         (
-            "berth_container_pids",
-            "Processes and threads in the container.",
+            "container_spec_memory_limit_bytes",
+            "Memory limit for the container (0: none).",
         ),
+        ("container_spec_cpu_quota", "CPU quota of the container (microseconds per period; absent: none)."),
+        ("container_spec_cpu_period", "CPU period of the container (microseconds)."),
+        ("container_start_time_seconds", "Start time of the container since unix epoch in seconds."),
+        ("container_last_seen", "Last time a container was seen by the exporter."),
     ]
-    .map(|(name, help)| {
-        IntGaugeVec::new(Opts::new(name, help), &["container"]).expect("valid metric")
-    });
+    .map(|(name, help)| IntGaugeVec::new(Opts::new(name, help), &LABELS).expect("valid metric"));
     let oom = IntCounterVec::new(
         Opts::new(
-            "berth_container_oom_kills_total",
-            "Processes of the container the OOM killer killed.",
+            "container_oom_events_total",
+            "Count of out of memory events observed for the container.",
         ),
-        &["container"],
+        &LABELS,
     )
     .expect("valid metric");
     let network = NETWORK_COUNTERS.map(|(name, help, _)| {
         IntCounterVec::new(
             Opts::new(
-                format!("berth_container_network_{name}_total"),
+                format!("container_network_{name}_total"),
                 format!("{help} on the container's interface."),
             ),
-            &["container", "interface"],
+            &["id", "name", "image", "interface"],
         )
         .expect("valid metric")
     });
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     for u in usage {
-        let name = [u.name.as_str()];
+        let labels = [u.id.as_str(), u.name.as_str(), u.image.as_str()];
         let c = &u.cgroup;
         if let Some(usec) = c.cpu_usage_usec {
-            cpu.with_label_values(&name).inc_by(usec as f64 / 1e6);
+            cpu.with_label_values(&labels).inc_by(usec as f64 / 1e6);
         }
-        for (g, v) in gauges
-            .iter()
-            .zip([c.memory_usage_bytes, c.memory_working_set_bytes, c.pids])
-        {
+        let values = [
+            c.memory_usage_bytes,
+            c.memory_working_set_bytes,
+            c.pids,
+            Some(u.limits.memory_bytes.unwrap_or(0)),
+            u.limits.cpu_quota_us(),
+            Some(berth_engine::cgroups::CPU_PERIOD_US),
+            u.started_at,
+            Some(now),
+        ];
+        for (g, v) in gauges.iter().zip(values) {
             if let Some(v) = v {
-                g.with_label_values(&name).set(gauge(v));
+                g.with_label_values(&labels).set(gauge(v));
             }
         }
         if let Some(n) = c.oom_kills {
-            oom.with_label_values(&name).inc_by(n);
+            oom.with_label_values(&labels).inc_by(n);
         }
         for iface in u.network.iter().flatten() {
-            let labels = [u.name.as_str(), iface.interface.as_str()];
+            let labels = [
+                u.id.as_str(),
+                u.name.as_str(),
+                u.image.as_str(),
+                iface.interface.as_str(),
+            ];
             for (metric, (_, _, value)) in network.iter().zip(NETWORK_COUNTERS) {
                 metric.with_label_values(&labels).inc_by(value(iface));
             }

@@ -16,6 +16,15 @@ use serde::Serialize;
 pub struct ContainerUsage {
     pub name: String,
     pub id: String,
+    /// The image reference of the manifest (for the metrics' `image` label).
+    #[serde(skip)]
+    pub image: String,
+    /// Unix seconds of the start (`container_start_time_seconds`).
+    #[serde(skip)]
+    pub started_at: Option<u64>,
+    /// The limits of the spec (`container_spec_*`).
+    #[serde(skip)]
+    pub limits: berth_engine::cgroups::Limits,
     /// CPU, memory, pids, OOM kills; a field is null when its controller is missing.
     #[serde(flatten)]
     pub cgroup: Stats,
@@ -69,9 +78,13 @@ impl Usage {
             .zip(cgroups)
             .zip(network)
             .filter_map(|((r, cgroup), network)| {
+                let spec = crate::reconcile::plan::recorded_spec(r);
                 Some(ContainerUsage {
                     name: r.name.clone(),
                     id: r.id.clone(),
+                    image: r.image.clone(),
+                    started_at: r.started_at_ms.map(|t| t / 1000),
+                    limits: crate::reconcile::host::limits(&spec),
                     cgroup: cgroup.ok()?,
                     network,
                 })

@@ -407,23 +407,28 @@ fn ports_names_isolation_restart_and_cleanup() {
     assert!(stats["pids"].as_u64().unwrap() >= 1, "{stats}");
     assert!(stats["memoryUsageBytes"].as_u64().unwrap() > 0, "{stats}");
     for (metric, i) in [
-        ("berth_container_network_receive_bytes_total", 0),
-        ("berth_container_network_transmit_bytes_total", 8),
-        ("berth_container_network_receive_packets_total", 1),
+        ("container_network_receive_bytes_total", 0),
+        ("container_network_transmit_bytes_total", 8),
+        ("container_network_receive_packets_total", 1),
     ] {
-        let series = format!("{metric}{{container=\"web\",interface=\"eth0\"}} ");
+        // cAdvisor's labels: id, image, interface, name (the text format sorts them).
         let v: u64 = metrics
             .lines()
-            .find_map(|l| l.strip_prefix(&series))
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .find(|l| l.contains("interface=\"eth0\"") && l.contains("name=\"web\""))
+            .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"));
+            .unwrap_or_else(|| panic!("no {metric} of web's eth0 in:\n{metrics}"));
         assert!(
             before[i] <= v && v <= after[i],
             "{metric} {v} not in {before:?}..{after:?}"
         );
     }
     assert!(
-        metrics.contains("berth_container_cpu_usage_seconds_total{container=\"client\"}"),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("container_cpu_usage_seconds_total{")
+                && l.contains("name=\"client\"")),
         "every running container has usage series:\n{metrics}"
     );
     let out = Command::new(berth_tests::agent::berth_bin())

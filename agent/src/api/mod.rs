@@ -578,15 +578,33 @@ mod tests {
 
         let (status, body) = call(app.clone(), "GET", "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        for line in [
-            "berth_container_cpu_usage_seconds_total{container=\"web\"} 1.5\n",
-            "berth_container_memory_usage_bytes{container=\"web\"} 8388608\n",
-            "berth_container_memory_working_set_bytes{container=\"web\"} 7340032\n",
-            "berth_container_pids{container=\"web\"} 3\n",
-            "berth_container_oom_kills_total{container=\"web\"} 1\n",
+        // cAdvisor's names and labels.
+        let labels = r#"{id="web-1",image="docker.io/library/busybox:1.36",name="web"}"#;
+        for (metric, value) in [
+            ("container_cpu_usage_seconds_total", "1.5"),
+            ("container_memory_usage_bytes", "8388608"),
+            ("container_memory_working_set_bytes", "7340032"),
+            ("container_threads", "3"),
+            ("container_oom_events_total", "1"),
+            ("container_spec_memory_limit_bytes", "0"),
+            ("container_spec_cpu_period", "100000"),
+            ("container_start_time_seconds", "11"),
         ] {
-            assert!(body.contains(line), "{line} missing from:\n{body}");
+            let line = format!("{metric}{labels} {value}\n");
+            assert!(body.contains(&line), "{line} missing from:\n{body}");
         }
+        assert!(
+            body.contains(&format!("container_last_seen{labels} ")),
+            "{body}"
+        );
+        assert!(
+            !body.contains("container_spec_cpu_quota"),
+            "no CPU limit, no quota: {body}"
+        );
+        assert!(
+            !body.contains("berth_container_cpu"),
+            "the old names are gone: {body}"
+        );
 
         // Not running: nothing to report, and said so.
         let mut rec = st.db.get_container("web").unwrap().unwrap();

@@ -43,7 +43,8 @@ fn joined(errs: &[NetworkError]) -> String {
         .join("; ")
 }
 
-fn limits(spec: &ContainerSpec) -> Limits {
+/// The cgroup limits a spec asks for.
+pub fn limits(spec: &ContainerSpec) -> Limits {
     Limits {
         memory_bytes: spec.resources.memory.as_ref().map(|m| m.bytes()),
         cpu_millis: spec.resources.cpus.as_ref().map(|c| c.millis()),

@@ -50,7 +50,7 @@ pub struct Limits {
 }
 
 /// The CFS period berth uses: quotas are per 100ms, like Docker's `--cpus`.
-const CPU_PERIOD_US: u64 = 100_000;
+pub const CPU_PERIOD_US: u64 = 100_000;
 
 /// The kernel refuses CFS quotas below 1ms.
 const CPU_MIN_QUOTA_US: u64 = 1_000;
@@ -87,7 +87,7 @@ impl Limits {
     }
 
     /// The CFS quota per [`CPU_PERIOD_US`] for the CPU limit (after [`Limits::validate`]).
-    fn cpu_quota_us(&self) -> Option<u64> {
+    pub fn cpu_quota_us(&self) -> Option<u64> {
         self.cpu_millis
             .map(|m| m.saturating_mul(CPU_PERIOD_US / 1000))
     }
