@@ -1446,6 +1446,25 @@ fn every_metric_the_rules_and_dashboard_use_is_exported() {
             .map(str::trim),
         "{metrics}"
     );
+    // The exposition, container series included, passes promtool's lint.
+    assert!(
+        metrics.contains("container_cpu_usage_seconds_total{"),
+        "{metrics}"
+    );
+    let mut lint = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}",
+        text(&out)
+    );
     let left = agent.finish().unwrap();
     assert!(left.is_empty(), "left on the host: {left:#?}");
 }
