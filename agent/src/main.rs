@@ -58,9 +58,9 @@ impl ApiArgs {
 enum Command {
     /// Run the agent: watch the manifests and converge the host to them.
     Agent(config::AgentFlags),
-    /// Check manifest directories with the agent's own loader.
+    /// Check manifest files and directories with the agent's own loader.
     Validate {
-        #[arg(required = true, value_name = "DIR")]
+        #[arg(required = true, value_name = "FILE|DIR")]
         dirs: Vec<PathBuf>,
         /// `json`: the problems as a JSON array (`[]` when there are none).
         #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]

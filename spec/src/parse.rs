@@ -130,11 +130,28 @@ impl Ctx<'_> {
             } else {
                 format!("the document has more than {MAX_NODES} nodes{HINT_SEPARATOR}split it into smaller documents")
             }
+        } else if let Some((line, column)) = indenting_tab(self.chunk.text) {
+            format!(
+                "{text}{HINT_SEPARATOR}a tab indents line {} (column {column}): YAML indents with spaces only",
+                line + offset
+            )
         } else {
             message_with_suggestion(&text)
         };
         self.push(pos, &text);
     }
+}
+
+/// The first tab in a line's indentation (1-based line and column), where YAML allows only
+/// spaces: the usual cause of a document that does not parse after an editor's edit.
+fn indenting_tab(text: &str) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        indent
+            .chars()
+            .position(|c| c == '\t')
+            .map(|col| (i + 1, col + 1))
+    })
 }
 
 /// Turns serde's unknown field/variant errors into a message and a "did you mean" hint.
@@ -450,6 +467,17 @@ mod tests {
     }
 
     const WEB: &str = "apiVersion: berth/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: busybox:1.36\n";
+
+    #[test]
+    fn a_tab_in_the_indentation_is_named() {
+        let text = "apiVersion: berth/v1\nkind: Container\nmetadata: {name: web}\nspec:\n\timage: busybox:1.36\n";
+        let p = one_problem(text);
+        assert!(
+            p.contains("a tab indents line 5 (column 1): YAML indents with spaces only"),
+            "{p}"
+        );
+        assert!(p.starts_with("m.yaml:5:"), "{p}");
+    }
 
     #[test]
     fn shift_lines_moves_every_line_number() {

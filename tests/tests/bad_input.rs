@@ -232,4 +232,37 @@ fn validate_reports_every_problem_with_its_place() {
         "expected {expected}… got {stdout}"
     );
     assert!(stdout.contains("Sometimes"), "{stdout}");
+
+    // Files too, alone; a tab in the indentation is named.
+    let tabbed = dir.path().join("tabbed.yml");
+    std::fs::write(
+        &tabbed,
+        "apiVersion: berth/v1\nkind: Container\nmetadata:\n\tname: tabbed\n",
+    )
+    .unwrap();
+    let out = Command::new(berth_bin())
+        .arg("validate")
+        .arg(dir.path().join("a.yaml"))
+        .arg(&tabbed)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!("{}:4:", tabbed.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a tab indents line 4 (column 1): YAML indents with spaces only"),
+        "{stdout}"
+    );
+    let out = Command::new(berth_bin())
+        .arg("validate")
+        .arg(dir.path().join("a.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "ok: 1 file(s), 1 object(s), no problems\n"
+    );
 }

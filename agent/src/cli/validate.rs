@@ -1,4 +1,6 @@
-//! `berth validate DIR...`: the agent's own loader, every problem as `file:line:col: message`.
+//! `berth validate FILE|DIR...`: the agent's own loader, every problem as
+//! `file:line:col: message`. A directory loads as the agent loads its manifest directory; a
+//! file loads alone (checks across files, such as references, see only that file).
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ pub fn run(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
     let mut problems = 0;
     let (mut files, mut objects) = (0, 0);
     for dir in dirs {
-        let load = crate::policy::load_dir(dir, policy);
+        let load = load_path(dir, policy);
         for p in &load.problems {
             println!("{p}");
         }
@@ -32,13 +34,30 @@ pub fn run(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
 pub fn run_json(dirs: &[PathBuf], policy: &HostPolicy) -> i32 {
     let problems: Vec<berth_spec::Problem> = dirs
         .iter()
-        .flat_map(|d| crate::policy::load_dir(d, policy).problems)
+        .flat_map(|d| load_path(d, policy).problems)
         .collect();
     println!(
         "{}",
         serde_json::to_string_pretty(&problems).expect("problems always serialize")
     );
     i32::from(!problems.is_empty())
+}
+
+/// A directory as the agent loads it, or one file alone.
+fn load_path(path: &std::path::Path, policy: &HostPolicy) -> berth_spec::LoadResult {
+    if !path.is_file() {
+        return crate::policy::load_dir(path, policy);
+    }
+    let mut load = match std::fs::read(path) {
+        Ok(bytes) => berth_spec::load_files(vec![(path.to_path_buf(), bytes)]),
+        Err(e) => berth_spec::unavailable(
+            path,
+            &format!("cannot read file: {e}"),
+            "check the path and its permissions",
+        ),
+    };
+    crate::policy::apply(&mut load, policy);
+    load
 }
 
 /// The host policy `validate` judges by: the agent config's, when there is one.
