@@ -138,6 +138,25 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show one object of the running agent, whole: a container (NAME), network/NAME or
+    /// volume/NAME.
+    Inspect {
+        target: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(short = 'o', long = "output", value_parser = ["json", "yaml"], default_value = "json")]
+        output: String,
+    },
+    /// List the running agent's networks or volumes.
+    Ls {
+        #[arg(value_parser = ["networks", "volumes"])]
+        what: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(short = 'o', long = "output", value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Show the running agent at a glance: version, source and revision, the last pass,
     /// containers by state, manifest problems, a blocked prune.
     Status {
@@ -213,6 +232,18 @@ fn main() -> ExitCode {
             init_tracing();
             report(source_fetch())
         }
+        Command::Inspect {
+            target,
+            api,
+            output,
+        } => report(
+            api.client()
+                .and_then(|c| cli::inspect::run(&c, &target, output == "yaml")),
+        ),
+        Command::Ls { what, api, output } => report(
+            api.client()
+                .and_then(|c| cli::ls::run(&c, &what, output == "json")),
+        ),
         Command::Status { api, output } => report(
             api.client()
                 .and_then(|c| cli::status::run(&c, output == "json")),

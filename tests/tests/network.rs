@@ -473,6 +473,36 @@ fn ports_names_isolation_restart_and_cleanup() {
         .find(|l| l.starts_with("web "))
         .unwrap_or_else(|| panic!("{ps}"));
     assert!(row.contains(&tcp_mapping), "{ps}");
+    // `berth inspect network/front` and `berth ls networks` show the network with web on it.
+    let cli = |args: &[&str]| {
+        let out = Command::new(berth_tests::agent::berth_bin())
+            .args(args)
+            .args(["--addr", &agent.cli_addr()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let front: serde_json::Value =
+        serde_json::from_str(&cli(&["inspect", "network/front"])).unwrap();
+    assert!(
+        front["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["container"] == "web" && a["address"] == web_ip.to_string().as_str()),
+        "{front}"
+    );
+    let ls = cli(&["ls", "networks"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("front ") && l.contains(front["subnet"].as_str().unwrap())),
+        "{ls}"
+    );
 
     // By name on a shared network; not across networks; nothing out of the internal one.
     assert_eq!(

@@ -2,7 +2,9 @@
 
 pub mod client;
 pub mod images;
+pub mod inspect;
 pub mod logs;
+pub mod ls;
 pub mod plan;
 pub mod ps;
 pub mod schema;
