@@ -86,6 +86,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(HealthBoard::default());
     let notifier = Arc::new(crate::service::Notifier::from_env());
+    let events = crate::events::Events::new(db.clone());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -126,6 +127,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         allow_empty: cfg.allow_empty,
         volumes_dir: cfg.state_dir.join("volumes"),
         source: source_status.clone(),
+        events: events.clone(),
         usage: Arc::new(crate::usage::Usage {
             runtime: runtime.clone(),
             networks: Some(network_manager.clone()),
@@ -199,6 +201,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 db: db.clone(),
                 exe: std::env::current_exe().context("find the berth binary for fetches")?,
+                events: events.clone(),
             };
             let loader = sync.loader();
             let task = sync.run(tx.clone(), sync_now.clone(), shutdown_rx.clone());
@@ -217,28 +220,31 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     };
     let git_task = git_sync.map(tokio::spawn);
-    let reconciler = Arc::new(Reconciler::new(
-        engine,
-        db.clone(),
-        live,
-        metrics.clone(),
-        last_load,
-        health,
-        ReconcileConfig {
-            plan: PlanConfig {
-                backoff: cfg.restart_backoff,
-                default_network: cfg.default_network,
-                ..PlanConfig::default()
+    let reconciler = Arc::new(
+        Reconciler::new(
+            engine,
+            db.clone(),
+            live,
+            metrics.clone(),
+            last_load,
+            health,
+            ReconcileConfig {
+                plan: PlanConfig {
+                    backoff: cfg.restart_backoff,
+                    default_network: cfg.default_network,
+                    ..PlanConfig::default()
+                },
+                allow_empty: cfg.allow_empty,
+                parallel: cfg.parallel_actions,
+                resync: cfg.resync_interval,
+                ..ReconcileConfig::default()
             },
-            allow_empty: cfg.allow_empty,
-            parallel: cfg.parallel_actions,
-            resync: cfg.resync_interval,
-            ..ReconcileConfig::default()
-        },
-        Clock::system(),
-        loader,
-        notifier.clone(),
-    ));
+            Clock::system(),
+            loader,
+            notifier.clone(),
+        )
+        .with_events(events),
+    );
     let housekeeping = tokio::spawn(crate::image_gc::run(
         images,
         db,

@@ -6,6 +6,7 @@ mod agent;
 mod api;
 mod cli;
 mod config;
+mod events;
 mod image_gc;
 mod metrics;
 mod policy;
@@ -147,6 +148,25 @@ enum Command {
         #[arg(short = 'o', long = "output", value_parser = ["json", "yaml"], default_value = "json")]
         output: String,
     },
+    /// Show what the agent did: each action's result and each git revision switched to or
+    /// sync error, from the last 10,000 it keeps.
+    Events {
+        /// From this long ago (`10m`) or this unix time [default: 1h]
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events with name=NAME, object=KIND/NAME, action=ACTION or reason=ok|error
+        /// (repeat to combine).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// `json`: each event's JSON, one per line.
+        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+        output: String,
+    },
     /// List the running agent's networks or volumes.
     Ls {
         #[arg(value_parser = ["networks", "volumes"])]
@@ -240,6 +260,23 @@ fn main() -> ExitCode {
             api.client()
                 .and_then(|c| cli::inspect::run(&c, &target, output == "yaml")),
         ),
+        Command::Events {
+            since,
+            filters,
+            follow,
+            api,
+            output,
+        } => report(api.client().and_then(|c| {
+            cli::events::run(
+                &c,
+                &cli::events::EventsArgs {
+                    since,
+                    filters,
+                    follow,
+                    json: output == "json",
+                },
+            )
+        })),
         Command::Ls { what, api, output } => report(
             api.client()
                 .and_then(|c| cli::ls::run(&c, &what, output == "json")),

@@ -2,6 +2,7 @@
 //! stop or delete anything — the only way to change a host is a manifest.
 
 pub mod access;
+mod events;
 pub mod images;
 mod logs;
 mod manifests;
@@ -43,6 +44,8 @@ pub struct ApiState {
     pub volumes_dir: PathBuf,
     /// Where the manifests come from, and the git source's last sync.
     pub source: Arc<crate::source::status::SharedStatus>,
+    /// What the agent did (`GET /v1/events`).
+    pub events: Arc<crate::events::Events>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -57,6 +60,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/networks", get(networks::list_networks))
         .route("/v1/networks/{name}", get(networks::get_network))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/events", get(events::get_events))
         .route("/v1/manifests", get(manifests::get_manifests))
         .route("/v1/plan", get(plan::get_plan))
         .route("/v1/state", get(plan::get_state))
@@ -77,6 +81,7 @@ impl ApiState {
     /// An API over `db` with nothing live, for unit tests: manifests, state and a cgroup v2
     /// tree (parent `berth`) under `dir`, and no networks.
     pub(crate) fn for_tests(db: Arc<StateDb>, dir: &std::path::Path) -> ApiState {
+        let db_for_events = db.clone();
         use berth_engine::cgroups::{CgroupManager, Mode};
         let cgroups = CgroupManager::with_mode(&dir.join("cgroup"), Mode::V2, "berth");
         ApiState {
@@ -100,6 +105,7 @@ impl ApiState {
             allow_empty: false,
             volumes_dir: dir.join("volumes"),
             source: Arc::default(),
+            events: crate::events::Events::new(db_for_events),
         }
     }
 }
@@ -312,6 +318,7 @@ mod tests {
         "/v1/manifests",
         "/v1/plan",
         "/v1/state",
+        "/v1/events",
     ];
 
     #[tokio::test]

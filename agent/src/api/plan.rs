@@ -185,6 +185,8 @@ mod tests {
             "/v1/manifests",
             "/v1/volumes",
             "/v1/source",
+            "/v1/status",
+            "/v1/events",
             "/metrics",
         ] {
             let (status, body) = super::super::call(router(state.clone()), "GET", uri).await;

@@ -1,6 +1,7 @@
 //! The client-side commands: they read manifests or the running agent's API, never change it.
 
 pub mod client;
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod logs;

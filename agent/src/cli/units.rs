@@ -27,6 +27,13 @@ pub fn age(secs: u64) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// `2026-11-29T19:04:26Z` for unix seconds.
+pub fn utc(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let full = berth_engine::runtime::logs::rfc3339_nanos(t);
+    format!("{}Z", &full[..19])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,6 +165,8 @@ pub struct Reconciler<E: Engine> {
     /// What was last logged about manifest problems and the prune guard, so a condition that
     /// lasts is logged once.
     logged: Mutex<Logged>,
+    /// Where each action's result goes, when the agent keeps events.
+    events: Option<Arc<crate::events::Events>>,
 }
 
 #[derive(Default)]
@@ -199,7 +201,14 @@ impl<E: Engine> Reconciler<E> {
             loader,
             notifier,
             logged: Mutex::default(),
+            events: None,
         }
+    }
+
+    /// Records each action's result and each container exit as an event.
+    pub fn with_events(mut self, events: Arc<crate::events::Events>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Runs passes until `shutdown` turns true. Containers keep running after it returns.
@@ -288,6 +297,18 @@ impl<E: Engine> Reconciler<E> {
             .actions_total
             .with_label_values(&[c.verb, result])
             .inc();
+        if let Some(events) = &self.events {
+            let message = match &c.outcome {
+                execute::Outcome::Done => None,
+                execute::Outcome::Recorded(m) | execute::Outcome::Retry(m) => Some(m.clone()),
+            };
+            events.record(
+                &crate::events::object_of(&c.keys),
+                c.verb,
+                result == "ok",
+                message,
+            );
+        }
         exec.complete(&c, self.clock.now_ms());
     }
 

@@ -32,6 +32,8 @@ pub struct GitSync {
     pub db: Arc<StateDb>,
     /// The berth binary, which runs the fetch process.
     pub exe: PathBuf,
+    /// Where a switched revision and a new sync error are recorded.
+    pub events: Arc<crate::events::Events>,
 }
 
 fn now_ms() -> u64 {
@@ -215,6 +217,19 @@ impl GitSync {
         }
         if let Some(e) = &error {
             tracing::warn!(url = %self.source.url, error = %e, "git source: sync did not apply");
+        }
+        // An event for each revision switched to, and for each error that differs from the
+        // last one (an agent offline for a day records its error once).
+        if let Some(rev) = &switched_to {
+            self.events.record(
+                "Source/git",
+                "sync",
+                true,
+                Some(format!("switched to revision {rev}")),
+            );
+        } else if error.is_some() && error != self.status.get().error {
+            self.events
+                .record("Source/git", "sync", false, error.clone());
         }
         self.status.update(|s| {
             s.attempted_at = Some(now / 1000);

@@ -3,6 +3,7 @@
 //! survives agent restarts and power loss.
 
 mod containers;
+mod events;
 mod last_good;
 mod leases;
 mod lifecycle;
@@ -18,6 +19,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use containers::ContainerRecord;
+pub use events::{EventRecord, MAX_EVENTS};
 pub use last_good::LastGoodRecord;
 pub use leases::LeaseRecord;
 pub use lifecycle::{ContainerState, Reason, UnknownWord};

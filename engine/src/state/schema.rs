@@ -96,6 +96,16 @@ const MIGRATIONS: &[&str] = &[
         error          TEXT,
         signer         TEXT
     );",
+    // 6: what the agent did, the last 10,000 events (GET /v1/events).
+    "CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms    INTEGER NOT NULL,
+        object   TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        result   TEXT NOT NULL,
+        message  TEXT
+    );
+    CREATE INDEX events_at ON events (at_ms);",
 ];
 
 pub fn migrate(conn: &Connection) -> Result<()> {
