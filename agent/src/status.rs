@@ -73,6 +73,10 @@ pub struct ContainerStatus {
     pub rejected_revision: Option<String>,
     /// While an update has not proved itself: the revision it would roll back to.
     pub rollback_to: Option<String>,
+    /// The mounts of the revision it runs, as the manifest writes them.
+    pub mounts: Vec<berth_spec::Mount>,
+    /// The resource limits of the revision it runs (`{}`: none).
+    pub resources: berth_spec::Resources,
 }
 
 /// What the planner says a container waits for.
@@ -111,12 +115,17 @@ impl ContainerStatus {
             next_restart_at: None,
             rejected_revision: None,
             rollback_to: None,
+            mounts: Vec::new(),
+            resources: berth_spec::Resources::default(),
         }
     }
 
     pub fn from_record(r: &ContainerRecord) -> ContainerStatus {
         let running = r.state == ContainerState::Running;
+        let spec = crate::reconcile::plan::recorded_spec(r);
         ContainerStatus {
+            mounts: spec.mounts,
+            resources: spec.resources,
             id: Some(r.id.clone()),
             image: r.image.clone(),
             image_digest: r.image_digest.clone(),

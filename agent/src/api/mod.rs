@@ -293,6 +293,7 @@ mod tests {
             restart_count: 1,
             created_at_ms: 10_000,
             started_at_ms: Some(11_000),
+            spec_json: r#"{"image":"docker.io/library/busybox:1.36","mounts":[{"volume":"data","path":"/data","readOnly":true}],"resources":{"memory":"64Mi","pids":100}}"#.into(),
             ..crate::reconcile::fake_record("web")
         })
         .unwrap();
@@ -452,6 +453,11 @@ mod tests {
         assert_eq!(v[0]["specHash"], "sha256:aa");
         assert_eq!(v[0]["restartCount"], 1);
         assert_eq!(v[0]["exitCode"], serde_json::Value::Null);
+        assert_eq!(
+            v[0]["mounts"],
+            json!([{"volume": "data", "path": "/data", "readOnly": true}])
+        );
+        assert_eq!(v[0]["resources"], json!({"memory": "64Mi", "pids": 100}));
         let (status, body) = call(app, "GET", "/v1/containers/web").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -593,7 +599,7 @@ mod tests {
             ("container_memory_working_set_bytes", "7340032"),
             ("container_threads", "3"),
             ("container_oom_events_total", "1"),
-            ("container_spec_memory_limit_bytes", "0"),
+            ("container_spec_memory_limit_bytes", "67108864"),
             ("container_spec_cpu_period", "100000"),
             ("container_start_time_seconds", "11"),
         ] {
