@@ -389,9 +389,7 @@ fn usage_registry(usage: &[ContainerUsage]) -> Registry {
         .expect("valid metric")
     });
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = berth_engine::runtime::exit::now_ms() / 1000;
     for u in usage {
         let labels = [u.id.as_str(), u.name.as_str(), u.image.as_str()];
         let c = &u.cgroup;

@@ -34,20 +34,18 @@ pub fn env_hidden(spec: &Value) -> bool {
 
 /// A container spec as JSON text, its env values hidden; text that is not JSON is dropped.
 pub fn spec_json(text: &str) -> String {
-    match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => {
-            hide_env(&mut v);
-            v.to_string()
-        }
-        Err(_) => "{}".to_string(),
-    }
+    rewrite(text, hide_env)
 }
 
 /// An object as JSON text, its env values hidden.
 pub fn object_json(text: &str) -> String {
+    rewrite(text, hide_object_env)
+}
+
+fn rewrite(text: &str, hide: fn(&mut Value)) -> String {
     match serde_json::from_str::<Value>(text) {
         Ok(mut v) => {
-            hide_object_env(&mut v);
+            hide(&mut v);
             v.to_string()
         }
         Err(_) => "{}".to_string(),

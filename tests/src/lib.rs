@@ -35,3 +35,20 @@ pub fn support_script(name: &str) -> PathBuf {
         .join("support")
         .join(name)
 }
+
+/// Unix ms of an RFC 3339 UTC time like `2026-11-28T00:21:02.000000005Z`.
+pub fn unix_ms(t: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap() };
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
+    let frac = t[20..t.len() - 1].to_string() + "000";
+    let ms: i64 = frac[..3].parse().unwrap();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (((days * 24 + hh) * 60 + mm) * 60 + ss) as u64 * 1000 + ms as u64
+}

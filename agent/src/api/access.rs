@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::error;
 
@@ -90,7 +90,6 @@ pub async fn tcp_gate(State(access): State<Arc<TcpAccess>>, req: Request, next: 
         ),
         None => next.run(req).await,
     }
-    .into_response()
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! `berth images`: the running agent's images, as a table or JSON, from `GET /v1/images`:
 //! reference, digest, size, when pulled, which containers use them, and pulls in progress.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context;
 use serde_json::Value;
 
@@ -16,11 +14,7 @@ pub fn run(client: &Client, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let list: Vec<Value> = serde_json::from_str(&body).context("parse image list")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    print!("{}", table(&list, now));
+    print!("{}", table(&list, super::units::now_secs()));
     Ok(())
 }
 

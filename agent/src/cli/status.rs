@@ -1,7 +1,5 @@
 //! `berth status`: the running agent at a glance (`GET /v1/status`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context;
 use serde_json::Value;
 
@@ -15,11 +13,7 @@ pub fn run(client: &Client, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let status: Value = serde_json::from_str(&body).context("parse the agent's status")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    print!("{}", text(&status, now));
+    print!("{}", text(&status, super::units::now_secs()));
     Ok(())
 }
 

@@ -27,6 +27,11 @@ pub fn age(secs: u64) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    berth_engine::runtime::exit::now_ms() / 1000
+}
+
 /// `2026-11-29T19:04:26Z` for unix seconds.
 pub fn utc(secs: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);

@@ -130,113 +130,124 @@ impl GitSync {
         }
     }
 
-    /// Records the outcome (status, db, metrics) and switches to a good new revision.
-    fn apply(&self, outcome: FetchOutcome, current: Option<&str>) -> bool {
-        let now = now_ms();
-        let (result, error, switched_to, signer) = match outcome {
-            FetchOutcome::Unchanged { .. } => ("ok", None, None, None),
+    /// What a fetch outcome comes to: a good new revision is loaded and switched to.
+    fn judge(&self, outcome: FetchOutcome) -> Verdict {
+        let refused = |result, error| Verdict {
+            result,
+            error: Some(error),
+            switched: None,
+        };
+        match outcome {
+            FetchOutcome::Unchanged { .. } => Verdict {
+                result: "ok",
+                error: None,
+                switched: None,
+            },
             FetchOutcome::Fetched {
                 revision,
                 snapshot,
                 signer,
             } => {
-                let load = crate::policy::load_dirs(
-                    &Layout::dirs(&snapshot, &self.source.paths),
-                    &self.policy,
-                );
-                if load.problems.is_empty() {
-                    match self.layout.switch(&revision) {
-                        Ok(()) => ("ok", None, Some(revision), signer),
-                        Err(e) => (
-                            "invalid",
-                            Some(format!("switch to revision {revision}: {e}")),
-                            None,
-                            None,
-                        ),
-                    }
-                } else {
-                    let shown: Vec<String> = load
-                        .problems
-                        .iter()
-                        .take(5)
-                        .map(|p| {
-                            p.to_string()
-                                .replace(&format!("{}/", snapshot.display()), "")
-                        })
-                        .collect();
-                    let more = load.problems.len().saturating_sub(shown.len());
+                if let Some(problems) = self.problems_of(&snapshot) {
                     let _ = std::fs::remove_dir_all(&snapshot);
-                    (
+                    return refused(
                         "invalid",
-                        Some(format!(
-                            "revision {revision} does not load, not applied: {}{}",
-                            shown.join("; "),
-                            if more > 0 {
-                                format!("; and {more} more")
-                            } else {
-                                String::new()
-                            }
-                        )),
-                        None,
-                        None,
-                    )
+                        format!("revision {revision} does not load, not applied: {problems}"),
+                    );
+                }
+                match self.layout.switch(&revision) {
+                    Ok(()) => Verdict {
+                        result: "ok",
+                        error: None,
+                        switched: Some((revision, signer)),
+                    },
+                    Err(e) => refused("invalid", format!("switch to revision {revision}: {e}")),
                 }
             }
-            FetchOutcome::FetchFailed { message } => ("fetch_failed", Some(message), None, None),
-            FetchOutcome::Unverified { revision, message } => (
+            FetchOutcome::FetchFailed { message } => refused("fetch_failed", message),
+            FetchOutcome::Unverified { revision, message } => refused(
                 "unverified",
-                Some(format!("revision {revision} refused: {message}")),
-                None,
-                None,
+                format!("revision {revision} refused: {message}"),
             ),
-            FetchOutcome::Invalid { revision, message } => (
+            FetchOutcome::Invalid { revision, message } => refused(
                 "invalid",
-                Some(format!(
-                    "revision {revision} cannot be checked out, not applied: {message}"
-                )),
-                None,
-                None,
+                format!("revision {revision} cannot be checked out, not applied: {message}"),
             ),
-        };
+        }
+    }
+
+    /// The first problems of a snapshot's manifests, with paths relative to the repository;
+    /// `None` when every file loads.
+    fn problems_of(&self, snapshot: &std::path::Path) -> Option<String> {
+        let load =
+            crate::policy::load_dirs(&Layout::dirs(snapshot, &self.source.paths), &self.policy);
+        if load.problems.is_empty() {
+            return None;
+        }
+        let prefix = format!("{}/", snapshot.display());
+        let shown: Vec<String> = load
+            .problems
+            .iter()
+            .take(5)
+            .map(|p| p.to_string().replace(&prefix, ""))
+            .collect();
+        let more = load.problems.len() - shown.len();
+        Some(if more > 0 {
+            format!("{}; and {more} more", shown.join("; "))
+        } else {
+            shown.join("; ")
+        })
+    }
+
+    /// Records the outcome (metrics, log, event, status, db); true when a new revision was
+    /// switched to.
+    fn apply(&self, outcome: FetchOutcome, current: Option<&str>) -> bool {
+        let now = now_ms();
+        let Verdict {
+            result,
+            error,
+            switched,
+        } = self.judge(outcome);
         self.metrics
             .source
             .sync_total
             .with_label_values(&[result])
             .inc();
-        let ok = error.is_none();
-        if ok {
+        match (&switched, &error) {
+            (Some((rev, _)), _) => {
+                self.metrics.source.set_revision(rev);
+                self.layout.prune(rev);
+                tracing::info!(revision = %rev, previous = current.unwrap_or("none"), "git source: switched to a new revision");
+                self.events.record(
+                    "Source/git",
+                    "sync",
+                    true,
+                    Some(format!("switched to revision {rev}")),
+                );
+            }
+            (None, Some(e)) => {
+                tracing::warn!(url = %self.source.url, error = %e, "git source: sync did not apply");
+                // Leftovers of a rejected or interrupted checkout.
+                if let Some(current) = current {
+                    self.layout.prune(current);
+                }
+                // Once per error, not per sync: an agent offline for a day records it once.
+                if error != self.status.get().error {
+                    self.events
+                        .record("Source/git", "sync", false, error.clone());
+                }
+            }
+            (None, None) => {}
+        }
+        if error.is_none() {
             self.metrics.source.last_sync.set((now / 1000) as f64);
-        }
-        if let Some(rev) = &switched_to {
-            self.metrics.source.set_revision(rev);
-            self.layout.prune(rev);
-            tracing::info!(revision = %rev, previous = current.unwrap_or("none"), "git source: switched to a new revision");
-        } else if let Some(current) = current {
-            // Leftovers of a rejected or interrupted checkout.
-            self.layout.prune(current);
-        }
-        if let Some(e) = &error {
-            tracing::warn!(url = %self.source.url, error = %e, "git source: sync did not apply");
-        }
-        // An event for each revision switched to, and for each error that differs from the
-        // last one (an agent offline for a day records its error once).
-        if let Some(rev) = &switched_to {
-            self.events.record(
-                "Source/git",
-                "sync",
-                true,
-                Some(format!("switched to revision {rev}")),
-            );
-        } else if error.is_some() && error != self.status.get().error {
-            self.events
-                .record("Source/git", "sync", false, error.clone());
         }
         self.status.update(|s| {
             s.attempted_at = Some(now / 1000);
-            if ok {
+            if error.is_none() {
                 s.synced_at = Some(now / 1000);
             }
-            if let Some(rev) = &switched_to {
+            if let Some((rev, signer)) = &switched {
                 s.revision = Some(rev.clone());
                 s.signer = signer.clone();
             }
@@ -253,8 +264,18 @@ impl GitSync {
         if let Err(e) = self.db.put_source_sync(&record) {
             tracing::warn!(error = %e, "record the git sync");
         }
-        switched_to.is_some()
+        switched.is_some()
     }
+}
+
+/// What one sync came to.
+struct Verdict {
+    /// The `result` label of `berth_source_sync_total`.
+    result: &'static str,
+    /// Why it did not apply, when it did not.
+    error: Option<String>,
+    /// The revision switched to, and who signed it.
+    switched: Option<(String, Option<String>)>,
 }
 
 /// `interval` give or take a tenth, at random.

@@ -26,6 +26,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use berth_tests::agent::Agent;
+use berth_tests::unix_ms;
 use berth_tests::{push_busybox, Registry};
 use serde_json::Value;
 
@@ -112,23 +113,6 @@ fn manifest_hash(agent: &Agent, name: &str) -> String {
 
 fn short(hash: &str) -> &str {
     &hash.trim_start_matches("sha256:")[..12]
-}
-
-/// Unix ms of an RFC 3339 UTC time like `2026-11-28T00:21:02.000000005Z`.
-fn unix_ms(t: &str) -> u64 {
-    let n = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap() };
-    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
-    let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
-    let frac = t[20..t.len() - 1].to_string() + "000";
-    let ms: i64 = frac[..3].parse().unwrap();
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (((days * 24 + hh) * 60 + mm) * 60 + ss) as u64 * 1000 + ms as u64
 }
 
 /// The container's stdout lines with the unix ms the shim logged each at.
